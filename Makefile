@@ -1,0 +1,44 @@
+# ftassets: two commands do all the set-up on a fresh machine.
+#   make run   create .venv if missing, install everything, materialize the whole loop
+#   make test  create/update the same environment and run the test suite
+#   make ui    dagster dev on 127.0.0.1 with this project loaded
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME := $(CURDIR)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: run test ui install clean-artifacts
+
+$(PY):
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+# torch first and pinned: the local CPU wheel; an open range would pull GB of CUDA packages.
+$(STAMP): $(PY) pyproject.toml requirements-nodeps.txt
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --no-deps --require-hashes -r requirements-nodeps.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	mkdir -p data/dagster_home
+	$(VENV)/bin/ftassets run
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+ui: $(STAMP)
+	mkdir -p data/dagster_home
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+clean-artifacts:
+	rm -rf data/artifacts data/dagster_home

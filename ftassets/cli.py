@@ -1,0 +1,111 @@
+"""The `ftassets` command: run the whole loop, lock the frozen test set, show an asset's lineage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _instance():
+    import dagster as dg
+
+    if not os.environ.get("DAGSTER_HOME"):
+        os.environ["DAGSTER_HOME"] = str(Path(__file__).resolve().parents[1])
+    return dg.DagsterInstance.get()
+
+
+def run(args) -> int:
+    """Materialize the complete asset graph (or a selection) into the persistent instance."""
+    import dagster as dg
+
+    from ftassets.definitions import defs
+    from ftassets.defs.resources import default_resources
+
+    instance = _instance()
+    assets = list(defs.assets or []) + list(defs.asset_checks or [])
+    result = dg.materialize(assets, instance=instance, resources=default_resources(),
+                            selection=args.select, raise_on_error=False)
+    store = default_resources()["store"]
+    manifest_path = store.artifact("release_decision") / "release_manifest.json"
+    report_path = store.artifact("eval_report") / "eval_report.md"
+    materialized = sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()})
+    print(f"\nrun {result.run_id}: {'succeeded' if result.success else 'FAILED'}; "
+          f"materialized {len(materialized)} assets: {', '.join(materialized)}")
+    for event in result.get_asset_check_evaluations():
+        if not event.passed:
+            print(f"check FAILED: {event.asset_key.to_user_string()}:{event.check_name} {event.metadata}")
+    if manifest_path.is_file() and "release_decision" in materialized:
+        manifest = json.loads(manifest_path.read_text())
+        print(f"\nRELEASE DECISION: {manifest['decision'].upper()}")
+        for rule in manifest["rules"]:
+            mark = "pass" if rule["passed"] else "FAIL"
+            print(f"  [{mark}] {rule['rule']}: {rule['value']} (threshold {rule['threshold']})")
+        print(f"eval report:      {report_path}")
+        print(f"release manifest: {manifest_path}")
+        if manifest["decision"] != "release":
+            return 2
+    return 0 if result.success else 1
+
+
+def lock_test_set(args) -> int:
+    """Write the current frozen test set's sha256 to the lock file (a deliberate, reviewed act)."""
+    from ftassets.defs.curation import SplitConfig
+    from ftassets.defs.resources import default_resources
+    from ftassets.lib.files import sha256_file, write_text_atomic
+
+    store = default_resources()["store"]
+    test = store.artifact("frozen_test_set") / "test.jsonl"
+    if not test.is_file():
+        print(f"{test} does not exist: materialize frozen_test_set first", file=sys.stderr)
+        return 1
+    lock = store.data(SplitConfig().lock_file)
+    write_text_atomic(lock, f"{sha256_file(test)}  frozen_test_set/test.jsonl\n")
+    print(f"locked {test} -> {lock}")
+    return 0
+
+
+def lineage(args) -> int:
+    """Print the latest materialization of an asset and, recursively, of everything upstream."""
+    import dagster as dg
+
+    from ftassets.definitions import defs
+
+    instance = _instance()
+    graph = defs.resolve_asset_graph()
+    seen = set()
+
+    def show(key: dg.AssetKey, depth: int):
+        record = instance.get_latest_materialization_event(key)
+        mat = record.asset_materialization if record else None
+        version = (mat.tags or {}).get("dagster/data_version") if mat else None
+        when = f"run {record.run_id[:8]}" if record else "never materialized"
+        print(f"{'  ' * depth}{key.to_user_string()}  version={version}  {when}")
+        if key in seen:
+            return
+        seen.add(key)
+        for parent in sorted(graph.get(key).parent_keys, key=lambda k: k.to_user_string()):
+            show(parent, depth + 1)
+
+    show(dg.AssetKey(args.asset), 0)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="ftassets", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="materialize the whole loop and print the release decision")
+    p.add_argument("--select", default="*", help="Dagster asset selection (default: everything)")
+    p.set_defaults(func=run)
+    sub.add_parser("lock-test-set", help="lock the frozen test set to its current sha256").set_defaults(func=lock_test_set)
+    p = sub.add_parser("lineage", help="show an asset's upstream lineage with data versions")
+    p.add_argument("asset")
+    p.set_defaults(func=lineage)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

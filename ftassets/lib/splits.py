@@ -1,0 +1,33 @@
+"""Deterministic, seeded splits that keep the frozen test set out of training.
+
+Assignment is a pure function of (seed, record id): adding a record never moves another one
+between splits, so a frozen test set stays frozen as the data grows. `split_hint` in a record's
+metadata overrides the hash for curated placements.
+"""
+
+from __future__ import annotations
+
+from ftassets.lib.files import sha256_bytes
+
+SPLITS = ("train", "validation", "test")
+
+
+def assign_split(record_id: str, seed: int, test_fraction: float, validation_fraction: float,
+                 hint: str | None = None) -> str:
+    if hint in SPLITS:
+        return hint
+    bucket = int(sha256_bytes(f"{seed}:{record_id}".encode())[:8], 16) / 0xFFFFFFFF
+    if bucket < test_fraction:
+        return "test"
+    if bucket < test_fraction + validation_fraction:
+        return "validation"
+    return "train"
+
+
+def split_records(records: list[dict], seed: int, test_fraction: float, validation_fraction: float):
+    out = {name: [] for name in SPLITS}
+    for record in records:
+        name = assign_split(record["id"], seed, test_fraction, validation_fraction,
+                            record.get("meta", {}).get("split_hint"))
+        out[name].append(record)
+    return out

@@ -1,0 +1,172 @@
+"""LoRA / QLoRA supervised fine-tuning recipe (trl SFTTrainer + peft), self-contained.
+
+Loss is on the assistant's final turn only: each conversation becomes a conversational
+prompt/completion pair, so trl masks every prompt token. The chat template is the base tokenizer's
+own. Runs on its own, unchanged under `accelerate launch`:
+
+    python -m ftassets.lib.train_sft --base-model data/artifacts/base_model \
+        --train-file data/artifacts/data_splits/train.jsonl --output-dir /tmp/sft --max-steps 20
+    accelerate launch -m ftassets.lib.train_sft --base-model ... --train-file ... --output-dir ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class SftRecipeConfig:
+    base_model: str
+    train_file: str
+    output_dir: str
+    validation_file: str | None = None
+    max_length: int = 512
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str = "all-linear"
+    precision: str = "auto"
+    micro_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    epochs: float = 2.0
+    max_steps: int = -1
+    seed: int = 42
+    eval_steps: int = 20
+    early_stopping_patience: int = 3
+    logging_steps: int = 5
+    qlora: bool = False
+
+
+def to_prompt_completion(record: dict) -> dict:
+    messages = record["messages"]
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+def load_split(path: str | None):
+    from datasets import Dataset
+
+    if not path:
+        return None
+    rows = [to_prompt_completion(json.loads(line)) for line in Path(path).read_text().splitlines() if line.strip()]
+    return Dataset.from_list(rows) if rows else None
+
+
+def main(cfg: SftRecipeConfig, report=print) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, EarlyStoppingCallback, set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    from ftassets.lib.models import load_tokenizer, weights_files
+    from ftassets.lib.recipe_common import (DivergenceGuard, ProgressReporter, lora_config,
+                                            resolve_precision, summarize_history, trainable_parameters)
+
+    set_seed(cfg.seed)
+    precision = resolve_precision(cfg.precision)
+    weights_files(Path(cfg.base_model))
+    tokenizer = load_tokenizer(Path(cfg.base_model))
+    load_kwargs = {"use_safetensors": True, "trust_remote_code": False, "dtype": torch.float32}
+    if cfg.qlora:
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if precision == "bf16" else torch.float32
+        load_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute)
+    model = AutoModelForCausalLM.from_pretrained(cfg.base_model, **load_kwargs)
+    train, validation = load_split(cfg.train_file), load_split(cfg.validation_file)
+    if train is None:
+        raise ValueError(f"{cfg.train_file}: no training examples")
+    has_eval = validation is not None
+    args = SFTConfig(
+        output_dir=str(Path(cfg.output_dir) / "checkpoints"), max_length=cfg.max_length,
+        per_device_train_batch_size=cfg.micro_batch_size, per_device_eval_batch_size=cfg.micro_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in v5
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps, seed=cfg.seed, data_seed=cfg.seed, logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if has_eval else "no", eval_steps=cfg.eval_steps,
+        save_strategy="steps" if has_eval else "no", save_steps=cfg.eval_steps, save_total_limit=2,
+        load_best_model_at_end=has_eval, metric_for_best_model="eval_loss", greater_is_better=False,
+        bf16=precision == "bf16", fp16=precision == "fp16", completion_only_loss=True,
+        report_to="none", disable_tqdm=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+        include_num_input_tokens_seen=True,
+    )
+    guard = DivergenceGuard()
+    callbacks = [guard, ProgressReporter(report)]
+    if has_eval and cfg.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
+                         processing_class=tokenizer, peft_config=lora_config(
+                             cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules),
+                         callbacks=callbacks)
+    trainable, total = trainable_parameters(trainer.model)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    result = trainer.train()
+    wall = time.perf_counter() - started
+    if guard.reason:
+        raise RuntimeError(f"training diverged: {guard.reason}; last good checkpoint kept under {args.output_dir}")
+    summary = _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision)
+    return summary
+
+
+def _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision) -> dict:
+    import shutil
+
+    import torch
+
+    from ftassets.lib.files import write_json_atomic
+    from ftassets.lib.recipe_common import summarize_history
+
+    out = Path(cfg.output_dir)
+    trainer.model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    state = trainer.state
+    tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+    history = summarize_history(state.log_history)
+    stop = "max_steps" if state.global_step >= state.max_steps else "early_stop"
+    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available() else _peak_rss())
+    summary = {
+        "trainable_parameters": trainable, "total_parameters": total,
+        "trainable_percent": round(100.0 * trainable / total, 4),
+        "global_steps": state.global_step, "stop_reason": stop, "final_train_loss": round(result.training_loss, 5),
+        "tokens_seen": tokens, "wall_time_s": round(wall, 2),
+        "tokens_per_s": round(tokens / wall, 2) if wall else None, "peak_memory_bytes": int(peak),
+        "precision": precision, "config": dataclasses.asdict(cfg), **history,
+    }
+    write_json_atomic(out / "training_summary.json", summary)
+    return summary
+
+
+def _peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def parse_args(argv=None) -> SftRecipeConfig:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for f in dataclasses.fields(SftRecipeConfig):
+        flag = "--" + f.name.replace("_", "-")
+        required = f.default is dataclasses.MISSING
+        kind = {"int": int, "float": float, "bool": None}.get(str(f.type).split(" ")[0], str)
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action="store_true", default=f.default)
+        else:
+            parser.add_argument(flag, type=kind or str, required=required,
+                                default=None if required else f.default)
+    return SftRecipeConfig(**vars(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    print(json.dumps({k: v for k, v in main(parse_args()).items() if "curve" not in k}, indent=2))
