@@ -16,6 +16,7 @@ from ftassets.lib.files import read_jsonl, sha256_bytes, sha256_file, write_json
 from ftassets.lib.governance import GovernanceError, load_training_data_licenses
 from ftassets.lib.models import count_chat_tokens, load_tokenizer
 from ftassets.lib.pii import DEFAULT_ENTITIES, chat_fields, preference_fields
+from ftassets.lib.validation import validate_sources
 
 GROUP = "curation"
 
@@ -39,7 +40,7 @@ def validated_examples(context: dg.AssetExecutionContext, config: ValidationConf
         raise GovernanceError(f"{store.data(config.raw_dir)}: no sources (folders with source.yaml)")
     tokenizer = load_tokenizer(store.artifact("base_model"))
     allowed = load_training_data_licenses(store.data(config.policy_file))
-    sft, pref = formats_validate(sources, tokenizer, config.max_tokens, allowed)
+    sft, pref = validate_sources(sources, lambda m: count_chat_tokens(tokenizer, m), config.max_tokens, allowed)
     out = store.artifact("validated_examples")
     write_jsonl_atomic(out / "sft.jsonl", sft.kept)
     write_jsonl_atomic(out / "preference.jsonl", pref.kept)
@@ -57,12 +58,6 @@ def validated_examples(context: dg.AssetExecutionContext, config: ValidationConf
         "quarantine_path": dg.MetadataValue.path(str(out / "quarantine.jsonl")),
     }, data_version=dg.DataVersion(sha256_bytes(json.dumps(inputs, sort_keys=True).encode()
                                                 + sha256_file(out / "sft.jsonl").encode())[:32]))
-
-
-def formats_validate(sources, tokenizer, max_tokens, allowed):
-    from ftassets.lib.validation import validate_sources
-
-    return validate_sources(sources, lambda m: count_chat_tokens(tokenizer, m), max_tokens, allowed)
 
 
 class ScrubConfig(dg.Config):
@@ -176,14 +171,9 @@ def _load_eval_items(path, required) -> list[dict]:
         missing = [k for k in required if k not in item]
         if missing:
             raise GovernanceError(f"{path}:{n}: missing field(s) {', '.join(missing)}")
-        if formats_role_error(item["messages"]):
+        if [m.get("role") for m in item["messages"]] not in (["user"], ["system", "user"]):
             raise GovernanceError(f"{path}:{n}: messages must be [system?, user]")
     return items
-
-
-def formats_role_error(messages) -> bool:
-    roles = [m.get("role") for m in messages]
-    return roles not in (["user"], ["system", "user"])
 
 
 @dg.asset(group_name=GROUP, kinds={"json"},

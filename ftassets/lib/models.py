@@ -33,12 +33,17 @@ def embedded_gguf_path() -> Path:
 def snapshot_from_gguf(gguf_path: Path, target: Path) -> Path:
     """Dequantize a GGUF checkpoint into a safetensors model directory at `target` (atomic)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaForCausalLM
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaConfig,
+                              LlamaForCausalLM)
 
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    config = quantized.config
+    # A plain config: the GGUF quantization_config would make the saved model look quantized,
+    # and transformers refuses to train or save such a model.
+    config_dict = quantized.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config = LlamaConfig.from_dict(config_dict)
     state = quantized.state_dict()
     del quantized
     plain = LlamaForCausalLM(config)

@@ -1,0 +1,106 @@
+"""Shared fixtures: the network guard, offline settings, the tiny model, and data locations."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[var] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+class NetworkBlocked(RuntimeError):
+    """A test tried to open a connection to a non-loopback address."""
+
+
+def _is_loopback(address) -> bool:
+    if isinstance(address, (str, bytes)) and not isinstance(address, tuple):
+        return True  # AF_UNIX path
+    host = address[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost would need DNS: refuse
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _guarded_connect(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+        raise NetworkBlocked(f"test suite blocks non-loopback connection to {address!r}")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+        raise NetworkBlocked(f"test suite blocks non-loopback connection to {address!r}")
+    return _real_connect_ex(self, address)
+
+
+socket.socket.connect = _guarded_connect
+socket.socket.connect_ex = _guarded_connect_ex
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer random-init Llama with the embedded base model's tokenizer (seconds, not minutes)."""
+    from ftassets.lib.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from ftassets.lib.models import load_tokenizer
+
+    return load_tokenizer(tiny_model_dir)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared reference data not found at {SHARED_DATA} (present on developer machines and CI)")
+    return SHARED_DATA
+
+
+def tiny_run_config(tiny_model_dir) -> dict:
+    """Run config for the whole graph on the tiny model with a few training steps."""
+    return {"ops": {
+        "base_model": {"config": {"source": str(tiny_model_dir)}},
+        "sft_adapter": {"config": {"max_steps": 4, "micro_batch_size": 4, "eval_steps": 2, "learning_rate": 1e-3}},
+        "dpo_adapter": {"config": {"max_steps": 2, "micro_batch_size": 2, "eval_steps": 2}},
+    }}
+
+
+def materialize(data_dir, artifacts_dir, run_config=None, selection="*"):
+    import dagster as dg
+
+    from ftassets.definitions import defs
+    from ftassets.defs.resources import ArtifactStore, PiiEngine
+
+    resources = {"store": ArtifactStore(data_dir=str(data_dir), artifacts_dir=str(artifacts_dir)),
+                 "pii": PiiEngine()}
+    return dg.materialize(list(defs.assets) + list(defs.asset_checks), resources=resources,
+                          run_config=run_config or {}, selection=selection, raise_on_error=False,
+                          instance=dg.DagsterInstance.ephemeral())
+
+
+def materialized_keys(result) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def check_results(result) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}

@@ -1,0 +1,94 @@
+"""lib/ unit tests for formats, validation, dedup and splits on the bundled sample data."""
+
+import json
+
+from ftassets.lib import dedup, formats, splits
+from ftassets.lib.models import count_chat_tokens
+from ftassets.lib.validation import role_order_reason, validate_sources
+from ftassets_tests.conftest import DATA
+
+ALLOWED = {"cc-by-4.0"}
+
+
+def _validate(tokenizer, sources=None, max_tokens=1024):
+    sources = sources or formats.discover_sources(DATA / "raw")
+    return validate_sources(sources, lambda m: count_chat_tokens(tokenizer, m), max_tokens, ALLOWED)
+
+
+def test_sample_data_is_validated_with_every_rejection_located(tiny_tokenizer):
+    sft, pref = _validate(tiny_tokenizer)
+    raw_lines = sum(1 for line in (DATA / "raw/support_chat/examples.jsonl").read_bytes().split(b"\n") if line.strip())
+    assert len(sft.kept) + len(sft.quarantined) == raw_lines == 433
+    assert sft.reasons == {"bad_role_order": 2, "duplicate_id": 1, "empty_assistant": 1, "invalid_json": 1,
+                           "invalid_utf8": 1, "missing_messages": 1, "too_long": 1, "unknown_role": 1}
+    bad = {q["id"]: q for q in sft.quarantined}
+    assert bad["sc-bad-02"]["reason"] == "unknown_role"
+    assert bad["sc-bad-02"]["origin"]["file"] == "raw/support_chat/examples.jsonl"
+    assert isinstance(bad["sc-bad-02"]["origin"]["line"], int)
+    assert len(pref.kept) == 104 and not pref.quarantined
+    assert {r["meta"]["task"] for r in sft.kept} == {"incident_triage", "ticket_summary", "platform_qa", "policy_refusal"}
+
+
+def test_do_not_train_and_unlicensed_sources_never_pass(tiny_tokenizer, tmp_path):
+    folder = tmp_path / "raw" / "scraped"
+    folder.mkdir(parents=True)
+    (folder / "data.jsonl").write_text(json.dumps({"prompt": "hi", "response": "hello"}) + "\n")
+    (folder / "source.yaml").write_text("license: cc-by-nc-4.0\nprovenance: web\nkind: sft\n")
+    sft, _ = _validate(tiny_tokenizer, formats.discover_sources(tmp_path / "raw"))
+    assert sft.kept == [] and sft.reasons == {"license_not_allowed": 1}
+    (folder / "source.yaml").write_text("license: cc-by-4.0\nprovenance: web\nkind: sft\ndo_not_train: true\n")
+    sft, _ = _validate(tiny_tokenizer, formats.discover_sources(tmp_path / "raw"))
+    assert sft.kept == [] and sft.reasons == {"do_not_train": 1}
+
+
+def test_alpaca_and_sharegpt_convert_to_messages(shared_data):
+    alpaca = json.loads((shared_data / "sft/alpaca_en_demo.json").read_text())[0]
+    assert formats.detect_format(alpaca) == "alpaca"
+    messages = formats.to_messages(alpaca, "alpaca")
+    assert [m["role"] for m in messages] == ["user", "assistant"] and messages[1]["content"] == alpaca["output"]
+    item = {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}
+    assert formats.to_messages(item, "sharegpt") == [{"role": "user", "content": "hi"},
+                                                     {"role": "assistant", "content": "hello"}]
+
+
+def test_role_order():
+    msg = lambda r: {"role": r, "content": "x"}  # noqa: E731
+    assert role_order_reason([msg("system"), msg("user"), msg("assistant")]) is None
+    assert role_order_reason([msg("user"), msg("assistant"), msg("user"), msg("assistant")]) is None
+    assert role_order_reason([msg("assistant"), msg("user")]) == "bad_role_order"
+    assert role_order_reason([msg("user"), msg("assistant"), msg("assistant")]) == "bad_role_order"
+    assert role_order_reason([msg("tool"), msg("assistant")]) == "unknown_role"
+
+
+def _rec(i, user, answer="ok"):
+    return {"id": i, "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+
+
+def test_dedup_drops_exact_and_near_duplicates_with_pointer():
+    text = "Since 10:00 UTC, the primary Postgres cluster is completely down for all customers."
+    records = [_rec("a", text), _rec("b", text), _rec("c", text.replace(" ", "  ", 2).rstrip(".") + "!"),
+               _rec("d", "What is the default log retention on Nimbus?")]
+    kept, dropped = dedup.deduplicate(records, threshold=0.9)
+    assert [r["id"] for r in kept] == ["a", "d"]
+    assert [(d["id"], d["reason"], d["duplicate_of"]) for d in dropped] == [
+        ("b", "exact_duplicate", "a"), ("c", "exact_duplicate", "a")]  # whitespace/punctuation normalize away
+    near = _rec("e", text.replace("completely down", "fully down"))
+    kept, dropped = dedup.deduplicate([records[0], near], threshold=0.8)
+    assert [(d["id"], d["reason"]) for d in dropped] == [("e", "near_duplicate")]
+
+
+def test_decontamination_drops_copies_of_held_out_prompts():
+    index = dedup.ContaminationIndex(threshold=0.8)
+    index.add("test:1", "How long are logs kept by default on the Nimbus platform?")
+    kept, dropped = dedup.decontaminate([_rec("x", "How long are logs kept by default on the Nimbus platform"),
+                                         _rec("y", "Which port does the metrics agent listen on?")], index)
+    assert [r["id"] for r in kept] == ["y"] and dropped[0]["duplicate_of"] == "test:1"
+
+
+def test_split_assignment_is_stable_when_data_grows():
+    ids = [f"id-{i}" for i in range(300)]
+    before = {i: splits.assign_split(i, 7, 0.15, 0.1) for i in ids}
+    after = {i: splits.assign_split(i, 7, 0.15, 0.1) for i in ids + [f"new-{i}" for i in range(50)]}
+    assert all(after[i] == before[i] for i in ids)
+    assert 25 < sum(v == "test" for v in before.values()) < 70
+    assert splits.assign_split("id-1", 7, 0.15, 0.1, hint="test") == "test"
