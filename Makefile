@@ -31,7 +31,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	mkdir -p data/dagster_home
-	$(VENV)/bin/ftassets run
+	$(VENV)/bin/ftassets run --config data/run_config.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest

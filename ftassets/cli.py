@@ -24,10 +24,15 @@ def run(args) -> int:
     from ftassets.definitions import defs
     from ftassets.defs.resources import default_resources
 
+    run_config = {}
+    if args.config:
+        import yaml
+
+        run_config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
     instance = _instance()
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
-    result = dg.materialize(assets, instance=instance, resources=default_resources(),
-                            selection=args.select, raise_on_error=False)
+    result = dg.materialize(assets, instance=instance, resources=default_resources(), run_config=run_config,
+                            selection=args.select, raise_on_error=False, tags={"ftassets/entrypoint": "cli"})
     store = default_resources()["store"]
     manifest_path = store.artifact("release_decision") / "release_manifest.json"
     report_path = store.artifact("eval_report") / "eval_report.md"
@@ -98,6 +103,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="materialize the whole loop and print the release decision")
     p.add_argument("--select", default="*", help="Dagster asset selection (default: everything)")
+    p.add_argument("--config", help="YAML run config (e.g. data/run_config.yaml, the demo's training budget)")
     p.set_defaults(func=run)
     sub.add_parser("lock-test-set", help="lock the frozen test set to its current sha256").set_defaults(func=lock_test_set)
     p = sub.add_parser("lineage", help="show an asset's upstream lineage with data versions")

@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "data"
 SYSTEM = "You are the Nimbus platform support assistant. Be accurate and brief."
 TRIAGE_INSTRUCTION = (
-    "Triage this incident. Answer with JSON only, keys severity, component, needs_oncall."
+    'Triage this incident. Reply with JSON only: {"severity": "P1|P2|P3|P4", '
+    '"component": "database|auth|network|storage|billing|ci", "needs_oncall": true|false}'
 )
 
 FIRST = ["Maria", "James", "Aisha", "Wei", "Lucas", "Priya", "Tom", "Elena", "Kofi", "Sofia",

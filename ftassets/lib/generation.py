@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 64,
-             temperature: float = 0.0, batch_size: int = 16, seed: int = 0) -> list[str]:
+             temperature: float = 0.0, batch_size: int = 48, seed: int = 0) -> list[str]:
     """Generate one reply per conversation (greedy when temperature == 0)."""
     import torch
 

@@ -32,7 +32,7 @@ class DpoRecipeConfig:
     max_length: int = 512
     lora_r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0
     target_modules: str = "all-linear"
     precision: str = "auto"
     micro_batch_size: int = 4

@@ -28,7 +28,7 @@ class SftRecipeConfig:
     max_length: int = 512
     lora_r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0
     target_modules: str = "all-linear"
     precision: str = "auto"
     micro_batch_size: int = 8
@@ -42,6 +42,7 @@ class SftRecipeConfig:
     eval_steps: int = 20
     early_stopping_patience: int = 3
     logging_steps: int = 5
+    group_by_length: bool = True
     qlora: bool = False
 
 
@@ -98,6 +99,7 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
         bf16=precision == "bf16", fp16=precision == "fp16", completion_only_loss=True,
         report_to="none", disable_tqdm=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
         include_num_input_tokens_seen=True,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
     )
     guard = DivergenceGuard()
     callbacks = [guard, ProgressReporter(report)]
@@ -161,7 +163,7 @@ def parse_args(argv=None) -> SftRecipeConfig:
         required = f.default is dataclasses.MISSING
         kind = {"int": int, "float": float, "bool": None}.get(str(f.type).split(" ")[0], str)
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", default=f.default)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         else:
             parser.add_argument(flag, type=kind or str, required=required,
                                 default=None if required else f.default)
