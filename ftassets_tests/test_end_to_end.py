@@ -47,6 +47,6 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir):
     assert "serving_bundle" not in materialized_keys(result)
     assert not (artifacts / "serving_bundle").exists()
     report = json.loads((artifacts / "eval_report/eval_report.json").read_text())
-    assert set(report["models"]) == {"base_model", "dpo_adapter", "merged_model"}
+    assert set(report["models"]) == {"base_model", "merged_model"}
     assert report["test_items"] == meta("frozen_test_set")["records"].value
     assert manifest["asset_versions"]["sft_adapter"] is not None

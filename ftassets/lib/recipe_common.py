@@ -36,11 +36,13 @@ def trainable_parameters(model) -> tuple[int, int]:
 
 
 class DivergenceGuard(TrainerCallback):
-    """Stops training when the loss is NaN/inf or spikes above `spike_factor` x its running best."""
+    """Stops training when the loss is NaN/inf, or spikes above `spike_factor` x the median of the
+    last `window` logged losses. The median (not the best) because length-grouped batches have
+    honestly different losses: short factual answers sit far below long summaries."""
 
-    def __init__(self, spike_factor: float = 5.0):
-        self.spike_factor = spike_factor
-        self.best = math.inf
+    def __init__(self, spike_factor: float = 10.0, window: int = 5):
+        self.spike_factor, self.window = spike_factor, window
+        self.recent: list[float] = []
         self.reason: str | None = None
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -49,9 +51,12 @@ class DivergenceGuard(TrainerCallback):
             return
         if not math.isfinite(loss):
             self.reason = f"non-finite training loss {loss} at step {state.global_step}"
-        elif self.best < math.inf and loss > self.spike_factor * self.best and state.global_step > 10:
-            self.reason = f"loss spike {loss:.4f} > {self.spike_factor} x best {self.best:.4f} at step {state.global_step}"
-        self.best = min(self.best, loss)
+        elif len(self.recent) >= 3:
+            median = sorted(self.recent)[len(self.recent) // 2]
+            if loss > self.spike_factor * median:
+                self.reason = (f"loss spike {loss:.4f} > {self.spike_factor} x recent median {median:.4f} "
+                               f"at step {state.global_step}")
+        self.recent = (self.recent + [loss])[-self.window:]
         if self.reason:
             control.should_training_stop = True
 

@@ -116,7 +116,7 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
     result = trainer.train()
     wall = time.perf_counter() - started
     if guard.reason:
-        raise RuntimeError(f"training diverged: {guard.reason}; last good checkpoint kept under {args.output_dir}")
+        raise RuntimeError(f"training diverged: {guard.reason}; no adapter was written")
     summary = _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision)
     return summary
 

@@ -1,0 +1,27 @@
+import math
+
+from transformers import TrainerControl, TrainerState
+
+from ftassets.lib.recipe_common import DivergenceGuard, resolve_precision
+
+
+def _feed(guard, losses):
+    state, control = TrainerState(), TrainerControl()
+    for step, loss in enumerate(losses, start=1):
+        state.global_step = step * 5
+        guard.on_log(None, state, control, logs={"loss": loss})
+        if control.should_training_stop:
+            return step
+    return None
+
+
+def test_divergence_guard_stops_on_nan_and_spikes_only():
+    assert _feed(DivergenceGuard(), [2.0, 1.5, math.nan]) == 3
+    assert _feed(DivergenceGuard(), [1.0, 1.1, 0.9, 1.0, 50.0]) == 5
+    # Length-grouped batches: short answers near 0.3, long summaries near 2.5 -- not a divergence.
+    assert _feed(DivergenceGuard(), [2.3, 1.6, 0.29, 2.47, 0.4, 1.9, 0.3, 2.2]) is None
+
+
+def test_precision_resolution():
+    assert resolve_precision("fp32") == "fp32"
+    assert resolve_precision("auto") in ("bf16", "fp16", "fp32")
