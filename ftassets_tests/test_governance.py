@@ -14,12 +14,13 @@ def _data_copy(tmp_path):
 def test_allowed_license_lets_base_model_through(tmp_path, tiny_model_dir):
     data = _data_copy(tmp_path)
     result = materialize(data, tmp_path / "artifacts", {"ops": {"base_model": {"config": {"source": str(tiny_model_dir)}}}},
-                         selection="base_model_record*,base_model")
+                         selection=["base_model_record", "base_model"])
     assert result.success
     assert materialized_keys(result) == {"base_model_record", "base_model"}
     assert check_results(result) == {"license_allows_use": True}
     meta = result.asset_materializations_for_node("base_model")[0].metadata
-    assert meta["parameters"].value == 3_252_544  # the tiny model: 49152*64 embeddings + 2 layers
+    # the tiny model: 49152 x 64 tied embeddings + 2 layers x (attention 12,288 + MLP 24,576 + norms 128) + norm 64
+    assert meta["parameters"].value == 49152 * 64 + 2 * (12_288 + 24_576 + 128) + 64 == 3_219_776
     assert meta["architecture"].value == "LlamaForCausalLM"
     assert len(meta["weights_sha256"].value) == 64
 

@@ -18,7 +18,7 @@ def _validate(tokenizer, sources=None, max_tokens=1024):
 def test_sample_data_is_validated_with_every_rejection_located(tiny_tokenizer):
     sft, pref = _validate(tiny_tokenizer)
     raw_lines = sum(1 for line in (DATA / "raw/support_chat/examples.jsonl").read_bytes().split(b"\n") if line.strip())
-    assert len(sft.kept) + len(sft.quarantined) == raw_lines == 433
+    assert len(sft.kept) + len(sft.quarantined) == raw_lines == 432
     assert sft.reasons == {"bad_role_order": 2, "duplicate_id": 1, "empty_assistant": 1, "invalid_json": 1,
                            "invalid_utf8": 1, "missing_messages": 1, "too_long": 1, "unknown_role": 1}
     bad = {q["id"]: q for q in sft.quarantined}
@@ -72,9 +72,11 @@ def test_dedup_drops_exact_and_near_duplicates_with_pointer():
     assert [r["id"] for r in kept] == ["a", "d"]
     assert [(d["id"], d["reason"], d["duplicate_of"]) for d in dropped] == [
         ("b", "exact_duplicate", "a"), ("c", "exact_duplicate", "a")]  # whitespace/punctuation normalize away
-    near = _rec("e", text.replace("completely down", "fully down"))
-    kept, dropped = dedup.deduplicate([records[0], near], threshold=0.8)
-    assert [(d["id"], d["reason"]) for d in dropped] == [("e", "near_duplicate")]
+    near = _rec("e", text.replace("all customers", "all our customers"))  # 5-gram Jaccard 0.90
+    unrelated = _rec("f", text.replace("primary Postgres cluster", "VPN gateway in eu-west"))  # Jaccard 0.55
+    kept, dropped = dedup.deduplicate([records[0], near, unrelated], threshold=0.8)
+    assert [(d["id"], d["reason"], d["duplicate_of"]) for d in dropped] == [("e", "near_duplicate", "a")]
+    assert [r["id"] for r in kept] == ["a", "f"]
 
 
 def test_decontamination_drops_copies_of_held_out_prompts():

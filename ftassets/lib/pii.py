@@ -22,6 +22,19 @@ STREET_ADDRESS_REGEX = (
     r"Place|Square|Kingsway|[A-Z][a-z]+strasse)\b"
 )
 
+# Numbers Presidio's built-in recognizers miss because they check issuer prefixes/Luhn (cards) or a
+# fixed list of national formats (phones). On their own they score below the default threshold;
+# a context word within the five words before them ("card", "phone", "fax", ...) lifts them over it,
+# so order ids and timestamps are left alone while "my card 213176828496175" is not.
+CONTEXT_NUMBER_SCORE = 0.3
+CARD_NUMBER_REGEX = r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])"
+CARD_CONTEXT = ["card", "credit", "debit", "visa", "mastercard", "amex", "maestro", "payment"]
+PHONE_NUMBER_REGEX = (r"(?<![\w+-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}"
+                      r"(?![\w-])")
+# Matched as substrings of the lemmas around a number (Presidio's default context matching).
+PHONE_CONTEXT = ["phone", "tel", "mobile", "cell", "fax", "office", "call", "reach", "answer", "message",
+                 "sms", "whatsapp", "contact", "number", "dial"]
+
 
 def _offline_tldextract() -> None:
     """Make every tldextract.extract() use the suffix list shipped inside the package."""
@@ -49,6 +62,7 @@ class PiiScrubber:
         _offline_tldextract()
         import spacy.util
         from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+        from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
         from presidio_analyzer.nlp_engine import NlpEngineProvider
         from presidio_anonymizer import AnonymizerEngine
 
@@ -63,7 +77,17 @@ class PiiScrubber:
         registry.add_recognizer(PatternRecognizer(
             supported_entity="STREET_ADDRESS",
             patterns=[Pattern("street_address", STREET_ADDRESS_REGEX, 0.6)]))
-        self.analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"])
+        registry.add_recognizer(PatternRecognizer(
+            supported_entity="CREDIT_CARD", name="CardNumberInContextRecognizer", context=CARD_CONTEXT,
+            patterns=[Pattern("card_number_in_context", CARD_NUMBER_REGEX, CONTEXT_NUMBER_SCORE)]))
+        registry.add_recognizer(PatternRecognizer(
+            supported_entity="PHONE_NUMBER", name="PhoneNumberInContextRecognizer", context=PHONE_CONTEXT,
+            patterns=[Pattern("phone_number_in_context", PHONE_NUMBER_REGEX, CONTEXT_NUMBER_SCORE)]))
+        # Context words may also follow a number ("416 60 039 office"). Presidio counts the suffix window
+        # from the first token of a match, so five tokens reach past a number written in groups.
+        enhancer = LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=5)
+        self.analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"],
+                                       context_aware_enhancer=enhancer)
         self.anonymizer = AnonymizerEngine()
         self.entities = list(entities)
         self.score_threshold = score_threshold
