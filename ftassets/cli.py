@@ -1,4 +1,4 @@
-"""The `ftassets` command: run the whole loop, lock the frozen test set, show an asset's lineage."""
+"""The `ftassets` command: run the whole loop, re-freeze the test set, show an asset's lineage."""
 
 from __future__ import annotations
 
@@ -55,21 +55,24 @@ def run(args) -> int:
     return 0 if result.success else 1
 
 
-def lock_test_set(args) -> int:
-    """Write the current frozen test set's sha256 to the lock file (a deliberate, reviewed act)."""
-    from ftassets.defs.curation import SplitConfig
-    from ftassets.defs.resources import default_resources
-    from ftassets.lib.files import sha256_file, write_text_atomic
+def freeze_test_set(args) -> int:
+    """Re-select the frozen test set by its seeded rule (a deliberate, reviewed act with a reason)."""
+    import dagster as dg
 
-    store = default_resources()["store"]
-    test = store.artifact("frozen_test_set") / "test.jsonl"
-    if not test.is_file():
-        print(f"{test} does not exist: materialize frozen_test_set first", file=sys.stderr)
-        return 1
-    lock = store.data(SplitConfig().lock_file)
-    write_text_atomic(lock, f"{sha256_file(test)}  frozen_test_set/test.jsonl\n")
-    print(f"locked {test} -> {lock}")
-    return 0
+    from ftassets.definitions import defs
+    from ftassets.defs.resources import default_resources
+
+    if not args.reason.strip():
+        print("--reason is required: say why the test set changes", file=sys.stderr)
+        return 2
+    assets = list(defs.assets or []) + list(defs.asset_checks or [])
+    result = dg.materialize(assets, instance=_instance(), resources=default_resources(),
+                            selection="+frozen_test_set", raise_on_error=False,
+                            run_config={"ops": {"frozen_test_set": {"config": {
+                                "refreeze": True, "refreeze_reason": args.reason}}}},
+                            tags={"ftassets/entrypoint": "cli", "ftassets/refreeze_reason": args.reason[:200]})
+    print(f"run {result.run_id}: {'re-frozen' if result.success else 'FAILED'}")
+    return 0 if result.success else 1
 
 
 def lineage(args) -> int:
@@ -105,7 +108,9 @@ def main(argv=None) -> int:
     p.add_argument("--select", default="*", help="Dagster asset selection (default: everything)")
     p.add_argument("--config", help="YAML run config (e.g. data/run_config.yaml, the demo's training budget)")
     p.set_defaults(func=run)
-    sub.add_parser("lock-test-set", help="lock the frozen test set to its current sha256").set_defaults(func=lock_test_set)
+    p = sub.add_parser("freeze-test-set", help="select a new frozen test set and rewrite its lock (needs --reason)")
+    p.add_argument("--reason", required=True, help="why the test set changes (kept in the lock's history)")
+    p.set_defaults(func=freeze_test_set)
     p = sub.add_parser("lineage", help="show an asset's upstream lineage with data versions")
     p.add_argument("asset")
     p.set_defaults(func=lineage)

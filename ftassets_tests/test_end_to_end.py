@@ -32,7 +32,7 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir):
     assert meta("scrubbed_examples")["records_with_pii"].value > 50
     splits = meta("data_splits")
     assert splits["train"].value + splits["validation"].value + splits["test_excluded"].value + \
-        splits["contaminated_dropped"].value == dedup["kept"].value
+        splits["contaminated_dropped"].value + splits["held_back_test_hints"].value == dedup["kept"].value
     sft = meta("sft_adapter")
     assert sft["global_steps"].value == 4 and sft["trainable_parameters"].value > 0
     assert (artifacts / "sft_adapter/adapter_model.safetensors").is_file()

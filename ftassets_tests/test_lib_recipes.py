@@ -20,6 +20,11 @@ def test_divergence_guard_stops_on_nan_and_spikes_only():
     assert _feed(DivergenceGuard(), [1.0, 1.1, 0.9, 1.0, 50.0]) == 5
     # Length-grouped batches: short answers near 0.3, long summaries near 2.5 -- not a divergence.
     assert _feed(DivergenceGuard(), [2.3, 1.6, 0.29, 2.47, 0.4, 1.9, 0.3, 2.2]) is None
+    # A real run (SmolLM2-135M, 60 steps): five JSON-answer logs in a row, then a summary batch.
+    real = [1.558, 0.663, 1.772, 0.412, 0.190, 1.348, 0.198, 0.151, 0.146, 0.140, 0.146, 1.948]
+    assert _feed(DivergenceGuard(), real) is None
+    # A loss that climbs far above where the run started is stopped even after a calm stretch.
+    assert _feed(DivergenceGuard(), real + [9.5]) == len(real) + 1
 
 
 def test_precision_resolution():

@@ -11,12 +11,12 @@ import dagster as dg
 from pydantic import Field
 
 from ftassets.defs.resources import ArtifactStore, PiiEngine
-from ftassets.lib import dedup, formats, splits
+from ftassets.lib import dedup, formats, frozen, splits
 from ftassets.lib.files import read_jsonl, sha256_bytes, sha256_file, write_jsonl_atomic
 from ftassets.lib.governance import GovernanceError, load_training_data_licenses
 from ftassets.lib.models import count_chat_tokens, load_tokenizer
 from ftassets.lib.pii import DEFAULT_ENTITIES, chat_fields, preference_fields
-from ftassets.lib.validation import validate_sources
+from ftassets.lib.validation import last_user_turn, validate_sources
 
 GROUP = "curation"
 
@@ -131,32 +131,52 @@ class SplitConfig(dg.Config):
     seed: int = Field(20261122, description="Seed of the hash-based split assignment")
     test_fraction: float = Field(0.15, description="Share of records in the frozen test set")
     validation_fraction: float = Field(0.1, description="Share of records in validation")
-    lock_file: str = Field("governance/frozen_test_set.lock", description="sha256 the frozen test set must match")
+    lock_file: str = Field("governance/frozen_test_set.lock.json",
+                           description="Committed lock: the frozen member ids, their sha256 and the freeze history")
+
+
+class FreezeConfig(SplitConfig):
+    refreeze: bool = Field(False, description="Select a NEW test set by the seeded rule (an explicit, logged act)")
+    refreeze_reason: str = Field("", description="Why the test set is re-frozen (required with refreeze; kept in the lock)")
 
 
 @dg.asset(group_name=GROUP, kinds={"json"}, deps=[deduplicated_examples],
-          description="The held-out test set, selected by a seeded hash of record ids and locked by sha256.")
-def frozen_test_set(config: SplitConfig, store: ArtifactStore) -> dg.MaterializeResult:
+          description="The held-out test set: chosen once by a seeded hash of record ids, then only reproduced from "
+                      "its committed lock (new data never enters it; re-freezing needs a reason).")
+def frozen_test_set(context: dg.AssetExecutionContext, config: FreezeConfig, store: ArtifactStore) -> dg.MaterializeResult:
     records = read_jsonl(store.artifact("deduplicated_examples") / "sft.jsonl")
-    test = splits.split_records(records, config.seed, config.test_fraction, config.validation_fraction)["test"]
+    lock_path = store.data(config.lock_file)
+    lock = frozen.load_lock(lock_path)
+    if lock is None or config.refreeze:
+        reason = config.refreeze_reason if lock is not None else (config.refreeze_reason or "initial freeze")
+        test, lock = frozen.freeze(records, config.seed, config.test_fraction, config.validation_fraction,
+                                   reason, lock)
+        frozen.write_lock(lock_path, lock)
+        context.log.warning(f"frozen test set (re)frozen: {len(test)} records, sha256 {lock['sha256']}, "
+                            f"reason: {reason!r}; lock written to {lock_path}")
+        action = "frozen"
+    else:
+        test = frozen.reproduce(records, lock, lock_path)
+        action = "reproduced from lock"
     path = write_jsonl_atomic(store.artifact("frozen_test_set") / "test.jsonl", test)
     digest = sha256_file(path)
     return dg.MaterializeResult(metadata={
-        "records": len(test), "sha256": digest, "per_task": dg.MetadataValue.json(dict(Counter(r["meta"]["task"] for r in test))),
+        "records": len(test), "sha256": digest, "action": action, "lock_file": dg.MetadataValue.path(str(lock_path)),
+        "curated_records": len(records),
+        "freeze_history": dg.MetadataValue.json(lock.get("history", [])),
+        "per_task": dg.MetadataValue.json(dict(Counter(r["meta"]["task"] for r in test))),
         "path": dg.MetadataValue.path(str(path))}, data_version=dg.DataVersion(digest[:32]))
 
 
 @dg.asset_check(asset=frozen_test_set, blocking=True,
-                description="The test set's sha256 equals the committed lock; a change needs a deliberate re-lock.")
+                description="The test file on disk still matches the sha256 in the committed lock.")
 def frozen_test_set_locked(store: ArtifactStore) -> dg.AssetCheckResult:
-    lock = store.data(SplitConfig().lock_file)
+    lock_path = store.data(SplitConfig().lock_file)
+    lock = frozen.load_lock(lock_path)
     digest = sha256_file(store.artifact("frozen_test_set") / "test.jsonl")
-    if not lock.is_file():
-        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, metadata={
-            "value": digest, "threshold": "no lock file yet", "how_to_lock": f"ftassets lock-test-set (writes {lock})"})
-    expected = lock.read_text().split()[0]
+    expected = lock["sha256"] if lock else "(no lock)"
     return dg.AssetCheckResult(passed=digest == expected, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata={"value": digest, "threshold": expected, "lock_file": str(lock)})
+                               metadata={"value": digest, "threshold": expected, "lock_file": str(lock_path)})
 
 
 class EvalSetConfig(dg.Config):
@@ -218,7 +238,8 @@ def _held_out_index(store: ArtifactStore) -> dedup.ContaminationIndex:
           description="Train/validation splits, decontaminated against the frozen test set and gold set.")
 def data_splits(config: SplitConfig, store: ArtifactStore) -> dg.MaterializeResult:
     records = read_jsonl(store.artifact("deduplicated_examples") / "sft.jsonl")
-    parts = splits.split_records(records, config.seed, config.test_fraction, config.validation_fraction)
+    test_ids = {r["id"] for r in read_jsonl(store.artifact("frozen_test_set") / "test.jsonl")}
+    parts = splits.train_validation_split(records, test_ids, config.seed, config.validation_fraction)
     index = _held_out_index(store)
     out = store.artifact("data_splits")
     train, dropped_train = dedup.decontaminate(parts["train"], index)
@@ -226,9 +247,11 @@ def data_splits(config: SplitConfig, store: ArtifactStore) -> dg.MaterializeResu
     write_jsonl_atomic(out / "train.jsonl", train)
     write_jsonl_atomic(out / "validation.jsonl", validation)
     write_jsonl_atomic(out / "contaminated.jsonl", dropped_train + dropped_val)
+    write_jsonl_atomic(out / "held_back.jsonl", parts["held_back"])
     digest = sha256_bytes((sha256_file(out / "train.jsonl") + sha256_file(out / "validation.jsonl")).encode())
     return dg.MaterializeResult(metadata={
         "train": len(train), "validation": len(validation), "test_excluded": len(parts["test"]),
+        "held_back_test_hints": len(parts["held_back"]),
         "contaminated_dropped": len(dropped_train) + len(dropped_val), "seed": config.seed,
         "train_per_task": dg.MetadataValue.json(dict(Counter(r["meta"]["task"] for r in train))),
         "path": dg.MetadataValue.path(str(out))}, data_version=dg.DataVersion(digest[:32]))
@@ -255,7 +278,7 @@ def preference_pairs(config: ScrubConfig, store: ArtifactStore, pii: PiiEngine) 
     index = _held_out_index(store)
     kept, dropped = [], []
     for pair in scrubbed:
-        hit = index.match(pair["prompt"])
+        hit = index.match(last_user_turn(pair["messages"]))
         (dropped if hit else kept).append({**pair, **({"reason": "contaminated", "duplicate_of": hit} if hit else {})})
     out = store.artifact("preference_pairs")
     path = write_jsonl_atomic(out / "pairs.jsonl", kept)

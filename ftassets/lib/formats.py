@@ -20,7 +20,7 @@ from ftassets.lib.governance import GovernanceError, load_yaml
 
 SOURCE_FIELDS = {"license", "provenance", "format", "task", "reviewed_by", "do_not_train", "kind"}
 SFT_FORMATS = ("openai_chat", "alpaca", "sharegpt", "prompt_response")
-PREFERENCE_FORMATS = ("trl_preference",)
+PREFERENCE_FORMATS = ("trl_preference", "openai_dpo", "sharegpt_preference", "hh_rlhf")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                   "system": "system"}
 
@@ -107,6 +107,12 @@ def detect_format(item: dict) -> str | None:
         return None
     if "chosen" in item and "rejected" in item and "prompt" in item:
         return "trl_preference"
+    if "preferred_output" in item and "non_preferred_output" in item:
+        return "openai_dpo"
+    if "chosen" in item and "rejected" in item and "conversations" in item:
+        return "sharegpt_preference"
+    if isinstance(item.get("chosen"), str) and isinstance(item.get("rejected"), str) and HH_ASSISTANT in item["chosen"]:
+        return "hh_rlhf"
     if "messages" in item:
         return "openai_chat"
     if "conversations" in item:
@@ -121,15 +127,7 @@ def detect_format(item: dict) -> str | None:
 def to_messages(item: dict, fmt: str) -> list[dict]:
     """Convert one SFT item to a message list; raises ValueError(reason_code) when it cannot."""
     if fmt == "openai_chat":
-        messages = item.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("missing_messages")
-        out = []
-        for m in messages:
-            if not isinstance(m, dict) or not isinstance(m.get("content"), str):
-                raise ValueError("malformed_message")
-            out.append({"role": m.get("role"), "content": m["content"]})
-        return out
+        return _messages(item.get("messages"))
     if fmt == "alpaca":
         prompt = item["instruction"] + (f"\n{item['input']}" if item.get("input") else "")
         return [{"role": "user", "content": prompt}, {"role": "assistant", "content": item["output"]}]
@@ -147,6 +145,75 @@ def to_messages(item: dict, fmt: str) -> list[dict]:
         answer = item.get("response", item.get("completion"))
         return [{"role": "user", "content": item["prompt"]}, {"role": "assistant", "content": answer}]
     raise ValueError("unknown_format")
+
+
+HH_HUMAN, HH_ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
+
+
+def to_preference(item: dict, fmt: str) -> tuple[list[dict], str, str]:
+    """Convert one preference item to (prompt messages, chosen reply, rejected reply).
+
+    The prompt is the whole conversation before the judged reply (system and earlier turns
+    included) and ends with a user turn; raises ValueError(reason_code) when it cannot."""
+    if fmt == "trl_preference":
+        prompt = item["prompt"]
+        prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else _messages(prompt)
+        return prompt, _reply(item["chosen"]), _reply(item["rejected"])
+    if fmt == "openai_dpo":
+        source = item["input"]
+        prompt = _messages(source.get("messages") if isinstance(source, dict) else None)
+        return prompt, _reply(item["preferred_output"]), _reply(item["non_preferred_output"])
+    if fmt == "sharegpt_preference":
+        prompt = to_messages({"conversations": item["conversations"], "system": item.get("system")}, "sharegpt")
+        return prompt, _reply(item["chosen"]), _reply(item["rejected"])
+    if fmt == "hh_rlhf":
+        chosen, rejected = item["chosen"], item["rejected"]
+        cut = chosen.rfind(HH_ASSISTANT)
+        if cut < 0 or not rejected.startswith(chosen[:cut] + HH_ASSISTANT):
+            raise ValueError("hh_prompts_differ")
+        prompt = _hh_turns(chosen[:cut])
+        return prompt, chosen[cut + len(HH_ASSISTANT):].strip(), rejected[cut + len(HH_ASSISTANT):].strip()
+    raise ValueError("unknown_format")
+
+
+def _messages(value) -> list[dict]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("missing_messages")
+    out = []
+    for m in value:
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str):
+            raise ValueError("malformed_message")
+        out.append({"role": m.get("role"), "content": m["content"]})
+    return out
+
+
+def _reply(value) -> str:
+    """A judged reply: a string, one {role, content} / {from, value} turn, or a list ending in one."""
+    if isinstance(value, list) and value:
+        value = value[-1]
+    if isinstance(value, dict):
+        role = value.get("role", SHAREGPT_ROLES.get(str(value.get("from")), value.get("from")))
+        if role != "assistant":
+            raise ValueError("reply_not_assistant")
+        value = value.get("content", value.get("value"))
+    if not isinstance(value, str):
+        raise ValueError("malformed_preference")
+    return value
+
+
+def _hh_turns(transcript: str) -> list[dict]:
+    """`\n\nHuman: ... \n\nAssistant: ...` into messages (the prompt part, ending with Human)."""
+    import re
+
+    parts = re.split(r"(\n\nHuman:|\n\nAssistant:)", transcript)
+    if parts[0].strip():
+        raise ValueError("hh_malformed")
+    out = []
+    for marker, text in zip(parts[1::2], parts[2::2]):
+        out.append({"role": "user" if marker == HH_HUMAN else "assistant", "content": text.strip()})
+    if not out:
+        raise ValueError("hh_malformed")
+    return out
 
 
 def read_meta_sidecar(data_file: Path) -> dict[str, dict]:

@@ -140,7 +140,8 @@ def chat_fields(record: dict):
 
 
 def preference_fields(record: dict):
-    for key in ("prompt", "chosen", "rejected"):
+    yield from chat_fields(record)
+    for key in ("chosen", "rejected"):
         yield (lambda k=key: record[k]), (lambda v, k=key: record.__setitem__(k, v))
 
 

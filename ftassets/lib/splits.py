@@ -31,3 +31,20 @@ def split_records(records: list[dict], seed: int, test_fraction: float, validati
                             record.get("meta", {}).get("split_hint"))
         out[name].append(record)
     return out
+
+
+def train_validation_split(records: list[dict], frozen_ids: set[str], seed: int,
+                           validation_fraction: float) -> dict[str, list[dict]]:
+    """Everything outside the frozen test set goes to train or validation by a seeded hash that does
+    not depend on the test set (so a re-freeze never reshuffles training data). A record whose
+    `split_hint` is "test" but that is not frozen is held back from training, not trained on."""
+    out = {"train": [], "validation": [], "test": [], "held_back": []}
+    for record in records:
+        hint = record.get("meta", {}).get("split_hint")
+        if record["id"] in frozen_ids:
+            out["test"].append(record)
+        elif hint == "test":
+            out["held_back"].append(record)
+        else:
+            out[assign_split(record["id"], seed, 0.0, validation_fraction, hint)].append(record)
+    return out

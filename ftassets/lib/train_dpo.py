@@ -46,6 +46,7 @@ class DpoRecipeConfig:
     validation_fraction: float = 0.1
     eval_steps: int = 10
     logging_steps: int = 5
+    gradient_checkpointing: bool = False  # trades ~30% more compute for activation memory
 
 
 def load_pairs(path: str, system_prompt: str, validation_fraction: float, seed: int):
@@ -55,8 +56,9 @@ def load_pairs(path: str, system_prompt: str, validation_fraction: float, seed: 
     for line in Path(path).read_text().splitlines():
         if line.strip():
             r = json.loads(line)
-            prompt = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
-            prompt.append({"role": "user", "content": r["prompt"]})
+            prompt = list(r["messages"])
+            if system_prompt and prompt[0]["role"] != "system":
+                prompt.insert(0, {"role": "system", "content": system_prompt})
             rows.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": r["chosen"]}],
                          "rejected": [{"role": "assistant", "content": r["rejected"]}]})
     if not rows:
@@ -104,6 +106,7 @@ def main(cfg: DpoRecipeConfig, report=print) -> dict:
         eval_strategy="steps" if has_eval else "no", eval_steps=cfg.eval_steps, save_strategy="no",
         bf16=precision == "bf16", fp16=precision == "fp16", report_to="none", disable_tqdm=True,
         dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=cfg.gradient_checkpointing,
     )
     guard = DivergenceGuard()
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train, eval_dataset=validation,

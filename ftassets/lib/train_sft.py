@@ -43,6 +43,7 @@ class SftRecipeConfig:
     early_stopping_patience: int = 3
     logging_steps: int = 5
     group_by_length: bool = True
+    gradient_checkpointing: bool = False  # trades ~30% more compute for activation memory
     qlora: bool = False
 
 
@@ -98,7 +99,7 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
         load_best_model_at_end=has_eval, metric_for_best_model="eval_loss", greater_is_better=False,
         bf16=precision == "bf16", fp16=precision == "fp16", completion_only_loss=True,
         report_to="none", disable_tqdm=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-        include_num_input_tokens_seen=True,
+        include_num_input_tokens_seen=True, gradient_checkpointing=cfg.gradient_checkpointing,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
     )
     guard = DivergenceGuard()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ftassets.lib.formats import (PREFERENCE_FORMATS, SFT_FORMATS, Source, detect_format,
+from ftassets.lib.formats import (PREFERENCE_FORMATS, SFT_FORMATS, Source, detect_format, to_preference,
                                   iter_raw_items, read_meta_sidecar, to_messages)
 
 KNOWN_ROLES = {"system", "user", "assistant"}
@@ -39,6 +39,10 @@ def role_order_reason(messages: list[dict]) -> str | None:
     if body != expected[: len(body)] or body[-1] != "assistant":
         return "bad_role_order"
     return None
+
+
+def last_user_turn(messages: list[dict]) -> str:
+    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
 
 
 def content_reason(messages: list[dict]) -> str | None:
@@ -104,10 +108,18 @@ def _to_record(item, source: Source, meta: dict, line: int):
                    "contains_pii": bool(sidecar.get("contains_pii", False)),
                    "split_hint": sidecar.get("split_hint"), "license": source.license}
     if source.kind == "preference":
-        fields = {k: item.get(k) for k in ("prompt", "chosen", "rejected")}
-        if not all(isinstance(v, str) and v.strip() for v in fields.values()):
-            return None, "malformed_preference", "prompt, chosen and rejected must be non-empty strings"
-        return {"id": ident, **fields, "meta": record_meta}, None, None
+        try:
+            prompt, chosen, rejected = to_preference(item, fmt)
+        except (ValueError, KeyError, TypeError) as exc:
+            code = str(exc.args[0]) if isinstance(exc, ValueError) else "malformed_preference"
+            return None, code, f"format {fmt}"
+        for side in (chosen, rejected):
+            messages = prompt + [{"role": "assistant", "content": side}]
+            reason = role_order_reason(messages) or content_reason(messages)
+            if reason:
+                return None, reason, "roles: " + ",".join(str(m["role"]) for m in messages)
+        return {"id": ident, "messages": prompt, "chosen": chosen, "rejected": rejected,
+                "meta": record_meta}, None, None
     try:
         messages = to_messages(item, fmt)
     except (ValueError, KeyError, TypeError) as exc:
@@ -131,8 +143,7 @@ def _template_reason(messages, count_tokens, max_tokens):
 
 def _preference_reason(record, count_tokens, max_tokens):
     for side in ("chosen", "rejected"):
-        messages = [{"role": "user", "content": record["prompt"]},
-                    {"role": "assistant", "content": record[side]}]
+        messages = record["messages"] + [{"role": "assistant", "content": record[side]}]
         reason, detail = _template_reason(messages, count_tokens, max_tokens)
         if reason:
             return reason, f"{side}: {detail}"

@@ -1,0 +1,76 @@
+"""Integration: curation assets on a copy of the bundled data with new sources dropped in.
+
+The real Alpaca demo set (CC BY-NC 4.0) is stopped by the license gate, every record counted; a
+new permissively licensed ShareGPT source flows into training; the frozen test set is reproduced
+from its committed lock, unchanged; re-freezing without a reason fails and leaves the lock alone."""
+
+import json
+import random
+import shutil
+
+from ftassets_tests.conftest import DATA, check_results, materialize, materialized_keys, tiny_run_config
+
+CURATION = ["base_model_record", "base_model", "validated_examples", "scrubbed_examples", "deduplicated_examples",
+            "frozen_test_set", "gold_set", "data_splits"]
+
+
+def _data_copy(tmp_path):
+    data = tmp_path / "data"
+    for part in ("raw", "governance", "eval"):
+        shutil.copytree(DATA / part, data / part)
+    return data
+
+
+def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_path, tiny_model_dir, shared_data):
+    data = _data_copy(tmp_path)
+    alpaca = json.loads((shared_data / "sft/alpaca_en_demo.json").read_text())[:120]
+    folder = data / "raw" / "alpaca_demo"
+    folder.mkdir()
+    (folder / "alpaca.json").write_text(json.dumps(alpaca))
+    (folder / "source.yaml").write_text("license: cc-by-nc-4.0\nprovenance: LLaMA-Factory alpaca_en_demo (first 120)\n"
+                                        "kind: sft\ntask: general_instructions\nreviewed_by: test\n")
+    folder = data / "raw" / "runbook_chats"
+    folder.mkdir()
+    words = ("latency quota shard replica kernel cache ingress egress cert rotation backlog queue worker "
+             "cron index vacuum snapshot restore failover canary rollout secret vault token audit").split()
+    rng = random.Random(3)
+    rows = [{"conversations": [{"from": "human", "value": "Which runbook covers " + " ".join(rng.sample(words, 6)) + "?"},
+                               {"from": "gpt", "value": "See " + " ".join(rng.sample(words, 8)) + "."}]}
+            for _ in range(100)]
+    (folder / "chats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "source.yaml").write_text("license: cc0-1.0\nprovenance: written for this test\nkind: sft\n"
+                                        "task: runbook_lookup\nreviewed_by: test\n")
+    lock_before = (data / "governance/frozen_test_set.lock.json").read_text()
+    result = materialize(data, tmp_path / "artifacts", tiny_run_config(tiny_model_dir), selection=CURATION)
+    assert set(CURATION) <= materialized_keys(result)
+    checks = check_results(result)
+    assert checks["frozen_test_set_locked"] and checks["no_test_leakage"] and checks["no_residual_pii"]
+
+    meta = lambda key: result.asset_materializations_for_node(key)[0].metadata  # noqa: E731
+    validated = meta("validated_examples")
+    assert validated["read"].value == validated["kept_sft"].value + validated["kept_preference"].value + \
+        validated["quarantined"].value
+    assert validated["quarantine_reasons"].value["license_not_allowed"] == 120
+    frozen = meta("frozen_test_set")
+    assert frozen["action"].value == "reproduced from lock"
+    assert frozen["sha256"].value == json.loads(lock_before)["sha256"]
+    assert (data / "governance/frozen_test_set.lock.json").read_text() == lock_before
+    splits = meta("data_splits")
+    assert splits["train_per_task"].value.get("runbook_lookup", 0) > 70
+    assert "general_instructions" not in splits["train_per_task"].value
+    assert splits["train"].value + splits["validation"].value + splits["test_excluded"].value + \
+        splits["contaminated_dropped"].value + splits["held_back_test_hints"].value == meta("deduplicated_examples")["kept"].value
+    test_ids = {json.loads(line)["id"] for line in (tmp_path / "artifacts/frozen_test_set/test.jsonl").open()}
+    assert not any(i.startswith("runbook_chats") for i in test_ids)
+
+
+def test_refreeze_without_reason_fails_and_keeps_the_lock(tmp_path, tiny_model_dir):
+    data = _data_copy(tmp_path)
+    lock_before = (data / "governance/frozen_test_set.lock.json").read_text()
+    config = tiny_run_config(tiny_model_dir)
+    config["ops"]["frozen_test_set"] = {"config": {"refreeze": True, "refreeze_reason": ""}}
+    result = materialize(data, tmp_path / "artifacts", config, selection=CURATION[:6])
+    assert not result.success and "frozen_test_set" not in materialized_keys(result)
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert "needs a reason" in str(failure.event_specific_data.error)
+    assert (data / "governance/frozen_test_set.lock.json").read_text() == lock_before
