@@ -8,10 +8,14 @@ import json
 import random
 import shutil
 
-from ftassets_tests.conftest import DATA, check_results, materialize, materialized_keys, tiny_run_config
+from ftassets_tests.conftest import DATA, check_results, materialize, materialized_keys
 
 CURATION = ["base_model_record", "base_model", "validated_examples", "scrubbed_examples", "deduplicated_examples",
             "frozen_test_set", "gold_set", "data_splits"]
+
+
+def _config(tiny_model_dir) -> dict:
+    return {"ops": {"base_model": {"config": {"source": str(tiny_model_dir)}}}}
 
 
 def _data_copy(tmp_path):
@@ -41,7 +45,7 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
     (folder / "source.yaml").write_text("license: cc0-1.0\nprovenance: written for this test\nkind: sft\n"
                                         "task: runbook_lookup\nreviewed_by: test\n")
     lock_before = (data / "governance/frozen_test_set.lock.json").read_text()
-    result = materialize(data, tmp_path / "artifacts", tiny_run_config(tiny_model_dir), selection=CURATION)
+    result = materialize(data, tmp_path / "artifacts", _config(tiny_model_dir), selection=CURATION)
     assert set(CURATION) <= materialized_keys(result)
     checks = check_results(result)
     assert checks["frozen_test_set_locked"] and checks["no_test_leakage"] and checks["no_residual_pii"]
@@ -67,7 +71,7 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
 def test_refreeze_without_reason_fails_and_keeps_the_lock(tmp_path, tiny_model_dir):
     data = _data_copy(tmp_path)
     lock_before = (data / "governance/frozen_test_set.lock.json").read_text()
-    config = tiny_run_config(tiny_model_dir)
+    config = _config(tiny_model_dir)
     config["ops"]["frozen_test_set"] = {"config": {"refreeze": True, "refreeze_reason": ""}}
     result = materialize(data, tmp_path / "artifacts", config, selection=CURATION[:6])
     assert not result.success and "frozen_test_set" not in materialized_keys(result)
