@@ -11,7 +11,7 @@ import shutil
 from ftassets_tests.conftest import DATA, check_results, materialize, materialized_keys
 
 CURATION = ["base_model_record", "base_model", "validated_examples", "scrubbed_examples", "deduplicated_examples",
-            "frozen_test_set", "gold_set", "data_splits"]
+            "frozen_test_set", "gold_set", "redteam_set", "data_splits"]
 
 
 def _config(tiny_model_dir) -> dict:

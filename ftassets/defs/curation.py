@@ -231,11 +231,13 @@ def _held_out_index(store: ArtifactStore) -> dedup.ContaminationIndex:
         index.add(f"test:{record['id']}", dedup.prompt_text(record))
     for item in read_jsonl(store.artifact("gold_set") / "gold.jsonl"):
         index.add(f"gold:{item['id']}", dedup.prompt_text(item))
+    for item in read_jsonl(store.artifact("redteam_set") / "redteam.jsonl"):
+        index.add(f"redteam:{item['id']}", dedup.prompt_text(item))
     return index
 
 
-@dg.asset(group_name=GROUP, kinds={"json"}, deps=[deduplicated_examples, frozen_test_set, gold_set],
-          description="Train/validation splits, decontaminated against the frozen test set and gold set.")
+@dg.asset(group_name=GROUP, kinds={"json"}, deps=[deduplicated_examples, frozen_test_set, gold_set, redteam_set],
+          description="Train/validation splits, decontaminated against the frozen test set, gold set and red-team prompts.")
 def data_splits(config: SplitConfig, store: ArtifactStore) -> dg.MaterializeResult:
     records = read_jsonl(store.artifact("deduplicated_examples") / "sft.jsonl")
     test_ids = {r["id"] for r in read_jsonl(store.artifact("frozen_test_set") / "test.jsonl")}
@@ -258,10 +260,11 @@ def data_splits(config: SplitConfig, store: ArtifactStore) -> dg.MaterializeResu
 
 
 @dg.asset_check(asset=data_splits, blocking=True,
-                description="No training or validation prompt is a copy of a test or gold prompt.")
+                description="No training or validation prompt is a copy of a test, gold or red-team prompt.")
 def no_test_leakage(store: ArtifactStore) -> dg.AssetCheckResult:
     held = {dedup.exact_key(dedup.prompt_text(r)) for r in read_jsonl(store.artifact("frozen_test_set") / "test.jsonl")}
-    held |= {dedup.exact_key(dedup.prompt_text(r)) for r in read_jsonl(store.artifact("gold_set") / "gold.jsonl")}
+    for name in ("gold_set/gold.jsonl", "redteam_set/redteam.jsonl"):
+        held |= {dedup.exact_key(dedup.prompt_text(r)) for r in read_jsonl(store.artifact(name))}
     leaks = sum(dedup.exact_key(dedup.prompt_text(r)) in held
                 for name in ("train.jsonl", "validation.jsonl")
                 for r in read_jsonl(store.artifact("data_splits") / name))
@@ -269,7 +272,7 @@ def no_test_leakage(store: ArtifactStore) -> dg.AssetCheckResult:
                                metadata={"value": leaks, "threshold": 0})
 
 
-@dg.asset(group_name=GROUP, kinds={"json", "presidio"}, deps=[validated_examples, frozen_test_set, gold_set],
+@dg.asset(group_name=GROUP, kinds={"json", "presidio"}, deps=[validated_examples, frozen_test_set, gold_set, redteam_set],
           description="Preference pairs (prompt/chosen/rejected), PII-scrubbed and decontaminated.")
 def preference_pairs(config: ScrubConfig, store: ArtifactStore, pii: PiiEngine) -> dg.MaterializeResult:
     pairs = read_jsonl(store.artifact("validated_examples") / "preference.jsonl")
