@@ -16,7 +16,7 @@ from ftassets.lib.files import read_jsonl, sha256_bytes, sha256_file, write_json
 from ftassets.lib.governance import GovernanceError, load_training_data_licenses
 from ftassets.lib.models import count_chat_tokens, load_tokenizer
 from ftassets.lib.pii import DEFAULT_ENTITIES, chat_fields, preference_fields
-from ftassets.lib.validation import last_user_turn, validate_sources
+from ftassets.lib.validation import validate_sources
 
 GROUP = "curation"
 
@@ -225,14 +225,16 @@ def redteam_set(config: EvalSetConfig, store: ArtifactStore) -> dg.MaterializeRe
                                 data_version=_version(path))
 
 
+# What training data must never copy: (label, artifact file). Used by decontamination and its check.
+HELD_OUT = (("test", "frozen_test_set/test.jsonl"), ("gold", "gold_set/gold.jsonl"),
+            ("redteam", "redteam_set/redteam.jsonl"))
+
+
 def _held_out_index(store: ArtifactStore) -> dedup.ContaminationIndex:
     index = dedup.ContaminationIndex()
-    for record in read_jsonl(store.artifact("frozen_test_set") / "test.jsonl"):
-        index.add(f"test:{record['id']}", dedup.prompt_text(record))
-    for item in read_jsonl(store.artifact("gold_set") / "gold.jsonl"):
-        index.add(f"gold:{item['id']}", dedup.prompt_text(item))
-    for item in read_jsonl(store.artifact("redteam_set") / "redteam.jsonl"):
-        index.add(f"redteam:{item['id']}", dedup.prompt_text(item))
+    for label, name in HELD_OUT:
+        for item in read_jsonl(store.artifact(name)):
+            index.add(f"{label}:{item['id']}", dedup.prompt_text(item))
     return index
 
 
@@ -262,9 +264,7 @@ def data_splits(config: SplitConfig, store: ArtifactStore) -> dg.MaterializeResu
 @dg.asset_check(asset=data_splits, blocking=True,
                 description="No training or validation prompt is a copy of a test, gold or red-team prompt.")
 def no_test_leakage(store: ArtifactStore) -> dg.AssetCheckResult:
-    held = {dedup.exact_key(dedup.prompt_text(r)) for r in read_jsonl(store.artifact("frozen_test_set") / "test.jsonl")}
-    for name in ("gold_set/gold.jsonl", "redteam_set/redteam.jsonl"):
-        held |= {dedup.exact_key(dedup.prompt_text(r)) for r in read_jsonl(store.artifact(name))}
+    held = {dedup.exact_key(dedup.prompt_text(r)) for _, name in HELD_OUT for r in read_jsonl(store.artifact(name))}
     leaks = sum(dedup.exact_key(dedup.prompt_text(r)) in held
                 for name in ("train.jsonl", "validation.jsonl")
                 for r in read_jsonl(store.artifact("data_splits") / name))
@@ -281,7 +281,7 @@ def preference_pairs(config: ScrubConfig, store: ArtifactStore, pii: PiiEngine) 
     index = _held_out_index(store)
     kept, dropped = [], []
     for pair in scrubbed:
-        hit = index.match(last_user_turn(pair["messages"]))
+        hit = index.match(dedup.prompt_text(pair))
         (dropped if hit else kept).append({**pair, **({"reason": "contaminated", "duplicate_of": hit} if hit else {})})
     out = store.artifact("preference_pairs")
     path = write_jsonl_atomic(out / "pairs.jsonl", kept)

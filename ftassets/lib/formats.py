@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,8 +204,6 @@ def _reply(value) -> str:
 
 def _hh_turns(transcript: str) -> list[dict]:
     """`\n\nHuman: ... \n\nAssistant: ...` into messages (the prompt part, ending with Human)."""
-    import re
-
     parts = re.split(r"(\n\nHuman:|\n\nAssistant:)", transcript)
     if parts[0].strip():
         raise ValueError("hh_malformed")

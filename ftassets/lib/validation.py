@@ -41,10 +41,6 @@ def role_order_reason(messages: list[dict]) -> str | None:
     return None
 
 
-def last_user_turn(messages: list[dict]) -> str:
-    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-
-
 def content_reason(messages: list[dict]) -> str | None:
     if any(not m["content"].strip() for m in messages if m["role"] == "assistant"):
         return "empty_assistant"
@@ -107,28 +103,27 @@ def _to_record(item, source: Source, meta: dict, line: int):
                    "reviewed_by": sidecar.get("reviewed_by") or source.reviewed_by,
                    "contains_pii": bool(sidecar.get("contains_pii", False)),
                    "split_hint": sidecar.get("split_hint"), "license": source.license}
-    if source.kind == "preference":
-        try:
-            prompt, chosen, rejected = to_preference(item, fmt)
-        except (ValueError, KeyError, TypeError) as exc:
-            code = str(exc.args[0]) if isinstance(exc, ValueError) else "malformed_preference"
-            return None, code, f"format {fmt}"
-        for side in (chosen, rejected):
-            messages = prompt + [{"role": "assistant", "content": side}]
-            reason = role_order_reason(messages) or content_reason(messages)
-            if reason:
-                return None, reason, "roles: " + ",".join(str(m["role"]) for m in messages)
-        return {"id": ident, "messages": prompt, "chosen": chosen, "rejected": rejected,
-                "meta": record_meta}, None, None
     try:
-        messages = to_messages(item, fmt)
+        fields, conversations = _convert(item, fmt, source.kind)
     except (ValueError, KeyError, TypeError) as exc:
-        code = str(exc.args[0]) if isinstance(exc, ValueError) else "malformed_record"
+        fallback = "malformed_preference" if source.kind == "preference" else "malformed_record"
+        code = str(exc.args[0]) if isinstance(exc, ValueError) else fallback
         return None, code, f"format {fmt}"
-    reason = role_order_reason(messages) or content_reason(messages)
-    if reason:
-        return None, reason, "roles: " + ",".join(str(m["role"]) for m in messages)
-    return {"id": ident, "messages": messages, "meta": record_meta}, None, None
+    for messages in conversations:
+        reason = role_order_reason(messages) or content_reason(messages)
+        if reason:
+            return None, reason, "roles: " + ",".join(str(m["role"]) for m in messages)
+    return {"id": ident, **fields, "meta": record_meta}, None, None
+
+
+def _convert(item: dict, fmt: str, kind: str) -> tuple[dict, list[list[dict]]]:
+    """The canonical fields of one item, and the full conversations they stand for (to check)."""
+    if kind == "preference":
+        prompt, chosen, rejected = to_preference(item, fmt)
+        fields = {"messages": prompt, "chosen": chosen, "rejected": rejected}
+        return fields, [prompt + [{"role": "assistant", "content": side}] for side in (chosen, rejected)]
+    messages = to_messages(item, fmt)
+    return {"messages": messages}, [messages]
 
 
 def _template_reason(messages, count_tokens, max_tokens):
