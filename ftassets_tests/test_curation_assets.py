@@ -1,8 +1,10 @@
 """Integration: curation assets on a copy of the bundled data with new sources dropped in.
 
 The real Alpaca demo set (CC BY-NC 4.0) is stopped by the license gate, every record counted; a
-new permissively licensed ShareGPT source flows into training; the frozen test set is reproduced
-from its committed lock, unchanged; re-freezing without a reason fails and leaves the lock alone."""
+new permissively licensed ShareGPT source flows into training, minus the records that copy real
+ARC-Easy questions (a forgetting benchmark in the contract); a folder without source.yaml is
+quarantined, not skipped; the frozen test set is reproduced from its committed lock, unchanged;
+every conservation check passes; re-freezing without a reason fails and leaves the lock alone."""
 
 import json
 import random
@@ -11,7 +13,7 @@ import shutil
 from ftassets_tests.conftest import DATA, check_results, materialize, materialized_keys
 
 CURATION = ["base_model_record", "base_model", "validated_examples", "scrubbed_examples", "deduplicated_examples",
-            "frozen_test_set", "gold_set", "redteam_set", "data_splits"]
+            "frozen_test_set", "gold_set", "redteam_set", "eval_contract", "data_splits", "preference_pairs"]
 
 
 def _config(tiny_model_dir) -> dict:
@@ -41,7 +43,15 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
     rows = [{"conversations": [{"from": "human", "value": "Which runbook covers " + " ".join(rng.sample(words, 6)) + "?"},
                                {"from": "gpt", "value": "See " + " ".join(rng.sample(words, 8)) + "."}]}
             for _ in range(100)]
+    arc = [json.loads(line) for line in (shared_data / "benchmarks/arc_easy.jsonl").open()][:400]
+    rows += [{"conversations": [{"from": "human", "value": item["query"].removeprefix("Question: ")},
+                                {"from": "gpt", "value": item["choices"][item["gold"]]}]} for item in arc[100:103]]
     (folder / "chats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    contract = data / "governance/eval_contract.yaml"
+    contract.write_text(contract.read_text().replace(
+        "    general_probe:", f"    arc_easy: {shared_data / 'benchmarks/arc_easy.jsonl'}\n    general_probe:"))
+    (data / "raw" / "unlabelled_dump").mkdir()
+    (data / "raw" / "unlabelled_dump" / "dump.jsonl").write_text(json.dumps({"prompt": "a", "response": "b"}) + "\n")
     (folder / "source.yaml").write_text("license: cc0-1.0\nprovenance: written for this test\nkind: sft\n"
                                         "task: runbook_lookup\nreviewed_by: test\n")
     lock_before = (data / "governance/frozen_test_set.lock.json").read_text()
@@ -49,12 +59,16 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
     assert set(CURATION) <= materialized_keys(result)
     checks = check_results(result)
     assert checks["frozen_test_set_locked"] and checks["no_test_leakage"] and checks["no_residual_pii"]
+    assert all(checks[f"{asset}_conserved"] for asset in ("validated_examples", "scrubbed_examples",
+                                                          "deduplicated_examples", "data_splits", "preference_pairs"))
+    assert checks["no_preference_leakage"]
 
     meta = lambda key: result.asset_materializations_for_node(key)[0].metadata  # noqa: E731
     validated = meta("validated_examples")
     assert validated["read"].value == validated["kept_sft"].value + validated["kept_preference"].value + \
         validated["quarantined"].value
     assert validated["quarantine_reasons"].value["license_not_allowed"] == 120
+    assert validated["quarantine_reasons"].value["missing_source_yaml"] == 1
     frozen = meta("frozen_test_set")
     assert frozen["action"].value == "reproduced from lock"
     assert frozen["sha256"].value == json.loads(lock_before)["sha256"]
@@ -64,6 +78,9 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
     assert "general_instructions" not in splits["train_per_task"].value
     assert splits["train"].value + splits["validation"].value + splits["test_excluded"].value + \
         splits["contaminated_dropped"].value + splits["held_back_test_hints"].value == meta("deduplicated_examples")["kept"].value
+    contaminated = [json.loads(line) for line in (tmp_path / "artifacts/data_splits/contaminated.jsonl").open()]
+    hits = sorted(c["duplicate_of"] for c in contaminated if c["duplicate_of"].startswith("benchmark:"))
+    assert hits == ["benchmark:arc_easy:101", "benchmark:arc_easy:102", "benchmark:arc_easy:103"]
     test_ids = {json.loads(line)["id"] for line in (tmp_path / "artifacts/frozen_test_set/test.jsonl").open()}
     assert not any(i.startswith("runbook_chats") for i in test_ids)
 

@@ -77,6 +77,30 @@ def test_dedup_drops_exact_and_near_duplicates_with_pointer():
     kept, dropped = dedup.deduplicate([records[0], near, unrelated], threshold=0.8)
     assert [(d["id"], d["reason"], d["duplicate_of"]) for d in dropped] == [("e", "near_duplicate", "a")]
     assert [r["id"] for r in kept] == ["a", "f"]
+    assert 0.8 <= dropped[0]["similarity"] < 1.0
+
+
+def test_cluster_report_names_kept_and_removed_with_similarity():
+    text = "Since 10:00 UTC, the primary Postgres cluster is completely down for all customers."
+    records = [_rec("a", text), _rec("b", text), _rec("c", text.replace("all customers", "all our customers")),
+               _rec("d", "Which port does the metrics agent listen on?"), _rec("e", "which port does the metrics agent listen on")]
+    kept, dropped = dedup.deduplicate(records, threshold=0.8)
+    report = dedup.cluster_report(dropped)
+    assert [(c["kept_id"], c["size"]) for c in report] == [("a", 3), ("d", 2)]
+    assert [(r["id"], r["reason"]) for r in report[0]["removed"]] == [("b", "exact_duplicate"), ("c", "near_duplicate")]
+    assert report[0]["removed"][0]["similarity"] == 1.0 and report[0]["removed"][1]["similarity"] < 1.0
+    assert len(kept) + sum(c["size"] - 1 for c in report) == len(records)
+
+
+def test_preference_pairs_deduplicate_on_prompt_and_both_replies():
+    def pair(i, chosen, rejected="Unsure."):
+        return {"id": i, "messages": [{"role": "user", "content": "What port does the metrics agent use?"}],
+                "chosen": chosen, "rejected": rejected}
+    pairs = [pair("p1", "Port 9102."), pair("p2", "Port 9102."), pair("p3", "It listens on 9102."),
+             pair("p4", "Port 9102.", rejected="Port 80.")]
+    kept, dropped = dedup.deduplicate(pairs, text_of=dedup.pair_text)
+    assert [p["id"] for p in kept] == ["p1", "p3", "p4"]  # same prompt, different replies: distinct data
+    assert [(d["id"], d["duplicate_of"]) for d in dropped] == [("p2", "p1")]
 
 
 def test_decontamination_drops_copies_of_held_out_prompts():

@@ -47,6 +47,20 @@ def test_contract_rejects_unknown_metric_and_out_of_range(tmp_path):
         contract.load_contract(tmp_path / "missing.yaml")
 
 
+def test_contract_forgetting_benchmarks_resolve_with_hashes_or_fail_by_name(tmp_path):
+    c = contract.load_contract(DATA / "governance/eval_contract.yaml")
+    files = contract.resolve_benchmarks(c, lambda rel: DATA / rel, lambda p: p.stat().st_size)
+    assert set(files) == {"general_probe"} and files["general_probe"]["sha256"] > 0
+    c["forgetting"]["benchmarks"]["arc"] = "eval/benchmarks/arc_missing.jsonl"
+    with pytest.raises(governance.GovernanceError, match="forgetting.benchmarks.arc: .*arc_missing.jsonl not found"):
+        contract.resolve_benchmarks(c, lambda rel: DATA / rel, lambda p: 0)
+    bad = (DATA / "governance/eval_contract.yaml").read_text().replace(
+        "general_probe: eval/benchmarks/general_probe.jsonl", "general_probe: [not, a, path]")
+    (tmp_path / "c.yaml").write_text(bad)
+    with pytest.raises(governance.GovernanceError, match="forgetting.benchmarks must map a task name to a JSONL"):
+        contract.load_contract(tmp_path / "c.yaml")
+
+
 def _model(success, schema, gold, refusal, over):
     return {"test": {"task_success": success, "schema_validity": schema}, "gold": {"pass_rate": gold},
             "safety": {"refusal_rate": refusal, "over_refusal_rate": over}}

@@ -1,10 +1,13 @@
-"""Small helpers the stage modules share: metadata for artifacts and upstream lineage."""
+"""Small helpers the stage modules share: metadata for artifacts, upstream lineage, conservation checks."""
 
 
 import importlib.metadata
+from collections import Counter
 from pathlib import Path
 
 import dagster as dg
+
+from ftassets.lib.files import read_jsonl
 
 PACKAGES = ("dagster", "torch", "transformers", "peft", "trl", "datasets", "datasketch",
             "presidio-analyzer", "bitsandbytes")
@@ -33,3 +36,25 @@ def upstream_versions(context: dg.AssetExecutionContext, keys: list[str]) -> dic
 
 def path_meta(path: Path) -> dg.MetadataValue:
     return dg.MetadataValue.path(str(path))
+
+
+# Conservation: every record that enters a stage leaves it exactly once, kept or with a reason.
+
+def partition_check(whole: list, parts: dict[str, list]) -> dg.AssetCheckResult:
+    """Passes when `parts` split `whole` exactly: nothing lost, nothing counted twice, nothing new."""
+    counts = Counter(whole)
+    out = Counter(x for items in parts.values() for x in items)
+    lost, extra = counts - out, out - counts
+    return dg.AssetCheckResult(passed=not lost and not extra, severity=dg.AssetCheckSeverity.ERROR, metadata={
+        "in": len(whole), "out": sum(len(v) for v in parts.values()),
+        "parts": dg.MetadataValue.json({k: len(v) for k, v in parts.items()}),
+        "lost": dg.MetadataValue.json(sorted(map(str, lost))[:20]),
+        "unexpected": dg.MetadataValue.json(sorted(map(str, extra))[:20])})
+
+
+def ids_in(path) -> list[str]:
+    return [r["id"] for r in read_jsonl(path)]
+
+
+def origins_in(path) -> list[tuple[str, int]]:
+    return [(r["origin"]["file"], r["origin"]["line"]) for r in read_jsonl(path)]

@@ -120,8 +120,11 @@ class EvalContractConfig(dg.Config):
           description="What a release must show: models compared, thresholds, release rule, decoding.")
 def eval_contract(config: EvalContractConfig, store: ArtifactStore) -> dg.MaterializeResult:
     contract = contract_lib.load_contract(store.data(config.contract_file))
+    contract["benchmark_files"] = contract_lib.resolve_benchmarks(contract, store.data, sha256_file)
     write_json_atomic(store.artifact("eval_contract") / "contract.json", contract)
     return dg.MaterializeResult(metadata={
         "version": contract["version"], "tuned_model": contract["tuned_model"],
         "release_rule": contract["release_rule"], "thresholds": dg.MetadataValue.json(contract["thresholds"]),
-        "models": dg.MetadataValue.json(contract["models"])}, data_version=dg.DataVersion(sha256_json(contract)))
+        "models": dg.MetadataValue.json(contract["models"]),
+        "benchmarks": dg.MetadataValue.json({k: v["sha256"][:16] for k, v in contract["benchmark_files"].items()})},
+        data_version=dg.DataVersion(sha256_json(contract)))

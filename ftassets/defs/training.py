@@ -86,7 +86,8 @@ def dpo_adapter(context: dg.AssetExecutionContext, config: DpoConfig, store: Art
     with atomic_directory(target) as staging:
         cfg = train_dpo.DpoRecipeConfig(base_model=str(store.artifact("base_model")),
                                         sft_adapter=str(store.artifact("sft_adapter")),
-                                        pairs_file=str(store.artifact("preference_pairs") / "pairs.jsonl"),
+                                        pairs_file=str(store.artifact("preference_pairs") / "train.jsonl"),
+                                        validation_file=str(store.artifact("preference_pairs") / "validation.jsonl"),
                                         output_dir=str(staging), **config.model_dump())
         summary = train_dpo.main(cfg, report=lambda m: context.log.info(f"dpo {json.dumps(m)}"))
     return dg.MaterializeResult(

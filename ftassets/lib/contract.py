@@ -50,10 +50,25 @@ def load_contract(path: Path) -> dict:
     for task, policy in decoding.items():
         if set(policy) - {"max_new_tokens", "temperature"}:
             raise GovernanceError(f"{where}: decoding.{task}: only max_new_tokens and temperature are allowed")
+    benchmarks = (data.get("forgetting") or {}).get("benchmarks", {})
+    if not isinstance(benchmarks, dict) or not all(isinstance(v, str) and v for v in benchmarks.values()):
+        raise GovernanceError(f"{where}: forgetting.benchmarks must map a task name to a JSONL file path")
     parity = data.get("parity", {})
     if "max_logit_diff" in parity and not 0 < float(parity["max_logit_diff"]) < 10:
         raise GovernanceError(f"{where}: parity.max_logit_diff out of range (0, 10)")
     return data
+
+
+def resolve_benchmarks(contract: dict, resolve, digest) -> dict[str, dict]:
+    """{name: {"path", "sha256"}} for each forgetting benchmark; `resolve(relative) -> Path` places a
+    path under the data dir. A missing file is an error naming the contract key."""
+    out = {}
+    for name, relative in ((contract.get("forgetting") or {}).get("benchmarks") or {}).items():
+        path = Path(resolve(relative))
+        if not path.is_file():
+            raise GovernanceError(f"eval contract: forgetting.benchmarks.{name}: {path} not found")
+        out[name] = {"path": str(path), "sha256": digest(path)}
+    return out
 
 
 def decoding_for(contract: dict, task: str) -> dict:

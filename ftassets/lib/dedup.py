@@ -44,28 +44,50 @@ def minhash(text: str, num_perm: int = 128, ngram: int = 5) -> MinHash:
     return mh
 
 
-def deduplicate(records: list[dict], threshold: float = 0.9, num_perm: int = 128):
-    """Return (kept, dropped); each dropped record carries `reason` and `duplicate_of`."""
+def pair_text(pair: dict) -> str:
+    """A preference pair is a duplicate only when prompt AND both replies match: several pairs per
+    prompt are normal preference data."""
+    return f"{prompt_text(pair)}\nchosen: {pair['chosen']}\nrejected: {pair['rejected']}"
+
+
+def deduplicate(records: list[dict], threshold: float = 0.9, num_perm: int = 128, ngram: int = 5,
+                text_of=conversation_text):
+    """Return (kept, dropped). Keep rule: the first record of a cluster in source order stays; each
+    dropped record carries `reason`, `duplicate_of` (the kept record it is closest to) and the
+    estimated Jaccard `similarity` (1.0 for exact duplicates)."""
     kept, dropped = [], []
     seen: dict[str, str] = {}
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     hashes = {}
     for record in records:
-        text = conversation_text(record)
+        text = text_of(record)
         key = exact_key(text)
         if key in seen:
-            dropped.append({**record, "reason": "exact_duplicate", "duplicate_of": seen[key]})
+            dropped.append({**record, "reason": "exact_duplicate", "duplicate_of": seen[key], "similarity": 1.0})
             continue
-        mh = minhash(text, num_perm)
-        candidates = [c for c in lsh.query(mh) if hashes[c].jaccard(mh) >= threshold]
-        if candidates:
-            dropped.append({**record, "reason": "near_duplicate", "duplicate_of": sorted(candidates)[0]})
+        mh = minhash(text, num_perm, ngram)
+        candidates = sorted((-hashes[c].jaccard(mh), c) for c in lsh.query(mh))
+        if candidates and -candidates[0][0] >= threshold:
+            similarity, nearest = -candidates[0][0], candidates[0][1]
+            dropped.append({**record, "reason": "near_duplicate", "duplicate_of": nearest,
+                            "similarity": round(similarity, 4)})
             continue
         seen[key] = record["id"]
         lsh.insert(record["id"], mh)
         hashes[record["id"]] = mh
         kept.append(record)
     return kept, dropped
+
+
+def cluster_report(dropped: list[dict]) -> list[dict]:
+    """One entry per duplicate cluster: the kept id, its size, and every removed id with reason and
+    similarity; largest clusters first."""
+    clusters: dict[str, list[dict]] = {}
+    for d in dropped:
+        clusters.setdefault(d["duplicate_of"], []).append(
+            {"id": d["id"], "reason": d["reason"], "similarity": d["similarity"]})
+    report = [{"kept_id": kept, "size": len(removed) + 1, "removed": removed} for kept, removed in clusters.items()]
+    return sorted(report, key=lambda c: (-c["size"], c["kept_id"]))
 
 
 class ContaminationIndex:
@@ -94,10 +116,12 @@ class ContaminationIndex:
         return sorted(hits)[0] if hits else None
 
 
-def decontaminate(records: list[dict], index: ContaminationIndex):
+def decontaminate(records: list[dict], index: ContaminationIndex, texts_of=lambda r: [prompt_text(r)]):
+    """Drop records any of whose texts (e.g. the scrubbed prompt and the original one: scrubbing can
+    turn "Earth" into "<LOCATION>" and hide a benchmark copy) matches a held-out item."""
     kept, dropped = [], []
     for record in records:
-        hit = index.match(prompt_text(record))
+        hit = next((h for text in texts_of(record) if text and (h := index.match(text))), None)
         if hit:
             dropped.append({**record, "reason": "contaminated", "duplicate_of": hit})
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class Source:
     do_not_train: bool
     format: str | None = None
     files: list[Path] = field(default_factory=list)
+    problem: tuple[str, str] | None = None  # (reason code, detail) when the folder cannot be used
 
 
 def load_source(folder: Path) -> Source:
@@ -51,7 +53,11 @@ def load_source(folder: Path) -> Source:
         raise GovernanceError(f"{folder / 'source.yaml'}: missing required field(s): {', '.join(missing)}")
     if spec["kind"] not in ("sft", "preference"):
         raise GovernanceError(f"{folder / 'source.yaml'}: kind must be 'sft' or 'preference', got {spec['kind']!r}")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and _is_data_file(p))
+    formats = SFT_FORMATS if spec["kind"] == "sft" else PREFERENCE_FORMATS
+    if spec.get("format") is not None and spec["format"] not in formats:
+        raise GovernanceError(f"{folder / 'source.yaml'}: format {spec['format']!r} is not a {spec['kind']} format "
+                              f"({', '.join(formats)}; leave it out to detect per record)")
+    files = data_files(folder)
     return Source(name=folder.name, folder=folder, license=str(spec["license"]).lower(),
                   provenance=str(spec["provenance"]), kind=spec["kind"], task=str(spec.get("task", "")),
                   reviewed_by=str(spec.get("reviewed_by", "")), do_not_train=bool(spec.get("do_not_train", False)),
@@ -59,10 +65,31 @@ def load_source(folder: Path) -> Source:
 
 
 def discover_sources(raw_root: Path) -> list[Source]:
+    """Every source folder under `raw_root`. A folder with data files whose `source.yaml` is missing
+    or invalid is still returned, with `problem` set: its files are quarantined, never skipped."""
     raw_root = Path(raw_root)
     if not raw_root.is_dir():
         raise GovernanceError(f"{raw_root}: data root has no raw/ folder of sources")
-    return [load_source(p) for p in sorted(raw_root.iterdir()) if (p / "source.yaml").is_file()]
+    out = []
+    for folder in sorted(p for p in raw_root.iterdir() if p.is_dir()):
+        if not (folder / "source.yaml").is_file():
+            if data_files(folder):
+                out.append(_unusable(folder, "missing_source_yaml", f"{folder.name}/source.yaml not found"))
+            continue
+        try:
+            out.append(load_source(folder))
+        except GovernanceError as exc:
+            out.append(_unusable(folder, "invalid_source_yaml", str(exc)))
+    return out
+
+
+def _unusable(folder: Path, reason: str, detail: str) -> Source:
+    return Source(name=folder.name, folder=folder, license="", provenance="", kind="sft", task="",
+                  reviewed_by="", do_not_train=True, files=data_files(folder), problem=(reason, detail))
+
+
+def data_files(folder: Path) -> list[Path]:
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and _is_data_file(p))
 
 
 def _is_data_file(path: Path) -> bool:
@@ -70,37 +97,67 @@ def _is_data_file(path: Path) -> bool:
     return (name.endswith(".jsonl") or name.endswith(".json")) and not name.endswith(".meta.jsonl")
 
 
-def iter_raw_items(path: Path) -> Iterator[tuple[int, object, str | None]]:
-    """Yield (line_or_index, parsed_item_or_None, error_reason) for one data file."""
+MAX_LINE_BYTES = 1 << 20  # one record above 1 MiB is an export error, not a chat example
+
+
+def iter_raw_items(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, object, str | None]]:
+    """Yield (line_or_index, parsed_item_or_None, error_reason) for one data file.
+
+    JSONL is streamed line by line and a line over `max_line_bytes` is rejected unparsed; a `.json`
+    file holds one object or a list of them. An empty file, and a file that cannot be read (truncated
+    gzip, I/O error), yield one rejection each, so no file disappears without a trace."""
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    if path.name.removesuffix(".gz").endswith(".json"):
-        try:
-            items = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            yield 1, None, "invalid_utf8"
-            return
-        except json.JSONDecodeError:
-            yield 1, None, "invalid_json"
-            return
-        if not isinstance(items, list):
-            items = [items]
-        for index, item in enumerate(items, start=1):
-            yield index, item, None
+    count, lineno = 0, 0
+    try:
+        with opener(path, "rb") as fh:
+            if path.name.removesuffix(".gz").endswith(".json"):
+                raw = fh.read()
+                if not raw.strip():
+                    yield 0, None, "empty_file"
+                    return
+                items, reason = _parse(raw)
+                if reason:
+                    yield 1, None, reason
+                    return
+                for count, item in enumerate(items if isinstance(items, list) else [items], start=1):
+                    yield count, item, None
+            else:
+                for lineno, line in enumerate(fh, start=1):
+                    if not line.strip():
+                        continue
+                    count += 1
+                    if len(line) > max_line_bytes:
+                        yield lineno, None, "line_too_large"
+                        continue
+                    item, reason = _parse(line)
+                    yield lineno, item, reason
+    except (OSError, EOFError, zlib.error):
+        yield lineno + 1, None, "unreadable_file"
         return
-    for lineno, line in enumerate(raw.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            yield lineno, None, "invalid_utf8"
-            continue
-        try:
-            yield lineno, json.loads(text), None
-        except json.JSONDecodeError:
-            yield lineno, None, "invalid_json"
+    if count == 0:
+        yield 0, None, "empty_file"
+
+
+def _parse(raw: bytes) -> tuple[object, str | None]:
+    try:
+        return json.loads(raw.decode("utf-8")), None
+    except UnicodeDecodeError:
+        return None, "invalid_utf8"
+    except json.JSONDecodeError:
+        return None, "invalid_json"
+
+
+def origin_file(source: Source, path: Path) -> str:
+    """How records name their file: relative to the data root (`raw/<source>/<file>`)."""
+    return str(path.relative_to(source.folder.parent.parent))
+
+
+def raw_origins(source: Source) -> list[tuple[str, int]]:
+    """(file, line) of every raw item validation must account for: each line or list item, or the
+    whole file (line 0) when it is empty, or when the source has no usable source.yaml."""
+    if source.problem:
+        return [(origin_file(source, path), 0) for path in source.files]
+    return [(origin_file(source, path), line) for path in source.files for line, _, _ in iter_raw_items(path)]
 
 
 def detect_format(item: dict) -> str | None:

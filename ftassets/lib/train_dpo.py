@@ -6,8 +6,8 @@ SFT policy, as DPO expects. The saved DPO adapter therefore applies to "base + S
 (recorded in `adapter_stack.json`). Runs on its own:
 
     python -m ftassets.lib.train_dpo --base-model data/artifacts/base_model \
-        --sft-adapter data/artifacts/sft_adapter --pairs-file data/artifacts/preference_pairs/pairs.jsonl \
-        --output-dir /tmp/dpo --max-steps 10
+        --sft-adapter data/artifacts/sft_adapter --pairs-file data/artifacts/preference_pairs/train.jsonl \
+        --validation-file data/artifacts/preference_pairs/validation.jsonl --output-dir /tmp/dpo --max-steps 10
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class DpoRecipeConfig:
     sft_adapter: str
     pairs_file: str
     output_dir: str
+    validation_file: str | None = None  # held-out pairs; without it, validation_fraction is split off
     system_prompt: str = ""
     beta: float = 0.1
     max_length: int = 512
@@ -49,9 +50,7 @@ class DpoRecipeConfig:
     gradient_checkpointing: bool = False  # trades ~30% more compute for activation memory
 
 
-def load_pairs(path: str, system_prompt: str, validation_fraction: float, seed: int):
-    from datasets import Dataset
-
+def read_pairs(path: str, system_prompt: str) -> list[dict]:
     rows = []
     for line in Path(path).read_text().splitlines():
         if line.strip():
@@ -61,8 +60,19 @@ def load_pairs(path: str, system_prompt: str, validation_fraction: float, seed: 
                 prompt.insert(0, {"role": "system", "content": system_prompt})
             rows.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": r["chosen"]}],
                          "rejected": [{"role": "assistant", "content": r["rejected"]}]})
+    return rows
+
+
+def load_pairs(path: str, system_prompt: str, validation_fraction: float, seed: int,
+               validation_file: str | None = None):
+    from datasets import Dataset
+
+    rows = read_pairs(path, system_prompt)
     if not rows:
         raise ValueError(f"{path}: no preference pairs")
+    if validation_file:
+        held_out = read_pairs(validation_file, system_prompt)
+        return Dataset.from_list(rows), Dataset.from_list(held_out) if held_out else None
     data = Dataset.from_list(rows)
     if validation_fraction <= 0 or len(rows) < 10:
         return data, None
@@ -95,7 +105,8 @@ def main(cfg: DpoRecipeConfig, report=print) -> dict:
     precision = resolve_precision(cfg.precision)
     tokenizer = load_tokenizer(Path(cfg.base_model))
     model = sft_policy(cfg.base_model, cfg.sft_adapter)
-    train, validation = load_pairs(cfg.pairs_file, cfg.system_prompt, cfg.validation_fraction, cfg.seed)
+    train, validation = load_pairs(cfg.pairs_file, cfg.system_prompt, cfg.validation_fraction, cfg.seed,
+                                   cfg.validation_file)
     has_eval = validation is not None
     args = DPOConfig(
         output_dir=str(Path(cfg.output_dir) / "checkpoints"), beta=cfg.beta, max_length=cfg.max_length,
@@ -138,7 +149,7 @@ def parse_args(argv=None) -> DpoRecipeConfig:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for f in dataclasses.fields(DpoRecipeConfig):
         required = f.default is dataclasses.MISSING
-        kind = {"int": int, "float": float}.get(str(f.type), str)
+        kind = {"int": int, "float": float}.get(str(f.type), str)  # "str | None" stays str
         parser.add_argument("--" + f.name.replace("_", "-"), type=kind, required=required,
                             default=None if required else f.default)
     return DpoRecipeConfig(**vars(parser.parse_args(argv)))

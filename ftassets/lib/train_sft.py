@@ -68,7 +68,7 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
 
     from ftassets.lib.models import load_tokenizer, weights_files
     from ftassets.lib.recipe_common import (DivergenceGuard, ProgressReporter, lora_config,
-                                            resolve_precision, summarize_history, trainable_parameters)
+                                            resolve_precision, trainable_parameters)
 
     set_seed(cfg.seed)
     precision = resolve_precision(cfg.precision)

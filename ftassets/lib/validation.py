@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ftassets.lib.formats import (PREFERENCE_FORMATS, SFT_FORMATS, Source, detect_format, to_preference,
-                                  iter_raw_items, read_meta_sidecar, to_messages)
+from ftassets.lib.formats import (MAX_LINE_BYTES, PREFERENCE_FORMATS, SFT_FORMATS, Source, detect_format, to_preference,
+                                  iter_raw_items, origin_file, read_meta_sidecar, to_messages)
 
 KNOWN_ROLES = {"system", "user", "assistant"}
+PARSE_DETAILS = {"line_too_large": f"line longer than {MAX_LINE_BYTES} bytes, not parsed",
+                 "empty_file": "the file holds no records", "unreadable_file": "read failed (truncated gzip or I/O error)"}
 
 
 @dataclass
@@ -66,11 +68,16 @@ def validate_sources(sources: list[Source], count_tokens, max_tokens: int,
         elif source.license not in allowed_data_licenses:
             source_reason = "license_not_allowed"
         for path in source.files:
+            file = origin_file(source, path)
+            if source.problem:  # no usable source.yaml: the whole file waits in quarantine
+                reason, detail = source.problem
+                result.quarantined.append({"source": source.name, "origin": {"file": file, "line": 0},
+                                           "id": None, "reason": reason, "detail": detail})
+                continue
             meta = read_meta_sidecar(path)
             for line, item, parse_reason in iter_raw_items(path):
-                origin = {"file": str(path.relative_to(source.folder.parent.parent)), "line": line}
-                base = {"source": source.name, "origin": origin}
-                reason, detail, record = parse_reason, None, None
+                base = {"source": source.name, "origin": {"file": file, "line": line}}
+                reason, detail, record = parse_reason, PARSE_DETAILS.get(parse_reason), None
                 if reason is None and source_reason:
                     reason = source_reason
                 if reason is None:
@@ -108,7 +115,8 @@ def _to_record(item, source: Source, meta: dict, line: int):
     except (ValueError, KeyError, TypeError) as exc:
         fallback = "malformed_preference" if source.kind == "preference" else "malformed_record"
         code = str(exc.args[0]) if isinstance(exc, ValueError) else fallback
-        return None, code, f"format {fmt}"
+        missing = f": missing field {exc.args[0]!r}" if isinstance(exc, KeyError) else ""
+        return None, code, f"format {fmt}{missing}"
     for messages in conversations:
         reason = role_order_reason(messages) or content_reason(messages)
         if reason:
