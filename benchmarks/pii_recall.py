@@ -24,6 +24,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from results import report
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "pii" / "synth_dataset_v2.json"
 # Dataset label -> the Presidio entity our scrubber emits for it (None: not one of our entities).
@@ -103,10 +105,7 @@ def main() -> int:
               f"{fmt(row['removed'])} | {fmt(row['precision'])} | {fmt(row['target'])} | {met} |")
     summary = "pii recall: " + ", ".join(f"{k} {v['recall']:.2f}" for k, v in per_label.items() if v["target"]) + \
         f" (synth_dataset_v2, {len(items)} texts, threshold {config.score_threshold})"
-    print(summary)
-    if args.append_results:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
-            fh.write(f"{summary}  \n`python benchmarks/pii_recall.py --append-results`\n")
+    report(summary, "python benchmarks/pii_recall.py --append-results", args.append_results)
     return 0
 
 

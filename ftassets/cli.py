@@ -17,6 +17,19 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
+def observe_sources(instance) -> dict[str, str]:
+    """Record each raw source's content hash (as the UI's "Observe sources" does): the run's lineage
+    then names the source versions it used. Returns {source: data version}."""
+    from dagster._core.definitions.observe import observe
+
+    from ftassets.defs.curation import raw_sources
+    from ftassets.defs.resources import default_resources
+
+    result = observe([raw_sources], instance=instance, resources={"store": default_resources()["store"]},
+                     tags={"ftassets/entrypoint": "cli"})
+    return {o.partition: o.tags.get("dagster/data_version") for o in result.asset_observations_for_node("raw_sources")}
+
+
 def run(args) -> int:
     """Materialize the complete asset graph (or a selection) into the persistent instance."""
     import dagster as dg
@@ -30,6 +43,7 @@ def run(args) -> int:
 
         run_config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
     instance = _instance()
+    observe_sources(instance)
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
     result = dg.materialize(assets, instance=instance, resources=default_resources(), run_config=run_config,
                             selection=args.select, raise_on_error=False, tags={"ftassets/entrypoint": "cli"})
@@ -67,7 +81,7 @@ def freeze_test_set(args) -> int:
         return 2
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
     result = dg.materialize(assets, instance=_instance(), resources=default_resources(),
-                            selection="+frozen_test_set", raise_on_error=False,
+                            selection="*frozen_test_set", raise_on_error=False,  # re-curated from the raw sources
                             run_config={"ops": {"frozen_test_set": {"config": {
                                 "refreeze": True, "refreeze_reason": args.reason}}}},
                             tags={"ftassets/entrypoint": "cli", "ftassets/refreeze_reason": args.reason[:200]})
@@ -86,6 +100,15 @@ def lineage(args) -> int:
     seen = set()
 
     def show(key: dg.AssetKey, depth: int):
+        if graph.get(key).is_observable:
+            observed = instance.fetch_observations(dg.AssetRecordsFilter(asset_key=key), limit=1000).records
+            latest = {}
+            for r in observed:  # newest first
+                obs = r.asset_observation
+                latest.setdefault(obs.partition, (obs.tags or {}).get("dagster/data_version"))
+            parts = ", ".join(f"{k}={v}" for k, v in sorted(latest.items(), key=lambda kv: str(kv[0])))
+            print(f"{'  ' * depth}{key.to_user_string()}  (observed source) {parts or 'never observed'}")
+            return
         record = instance.get_latest_materialization_event(key)
         mat = record.asset_materialization if record else None
         version = (mat.tags or {}).get("dagster/data_version") if mat else None

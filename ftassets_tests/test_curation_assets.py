@@ -69,6 +69,10 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
         validated["quarantined"].value
     assert validated["quarantine_reasons"].value["license_not_allowed"] == 120
     assert validated["quarantine_reasons"].value["missing_source_yaml"] == 1
+    raw_gold = (data / "eval/gold_set.jsonl").read_text()
+    gold = (tmp_path / "artifacts/gold_set/gold.jsonl").read_text()
+    assert "chloe.becker@initech.net" in raw_gold and "chloe.becker@" not in gold and "<EMAIL_ADDRESS>" in gold
+    assert meta("gold_set")["records_with_pii"].value > 0
     frozen = meta("frozen_test_set")
     assert frozen["action"].value == "reproduced from lock"
     assert frozen["sha256"].value == json.loads(lock_before)["sha256"]
@@ -95,3 +99,32 @@ def test_refreeze_without_reason_fails_and_keeps_the_lock(tmp_path, tiny_model_d
     failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
     assert "needs a reason" in str(failure.event_specific_data.error)
     assert (data / "governance/frozen_test_set.lock.json").read_text() == lock_before
+
+
+def test_each_source_is_observed_with_its_own_data_version(tmp_path):
+    import dagster as dg
+    from dagster._core.definitions.observe import observe  # the in-process twin of the UI's "Observe sources"
+
+    from ftassets.defs.curation import RAW_SOURCES, raw_sources
+    from ftassets.defs.resources import ArtifactStore
+
+    data = _data_copy(tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    resources = {"store": ArtifactStore(data_dir=str(data), artifacts_dir=str(tmp_path / "artifacts"))}
+
+    def versions() -> dict[str, str]:
+        result = observe([raw_sources], instance=instance, resources=resources)
+        return {o.partition: o.tags["dagster/data_version"] for o in result.asset_observations_for_node("raw_sources")}
+
+    first = versions()
+    assert set(first) == {"support_chat", "support_preferences"}
+    assert set(instance.get_dynamic_partitions(RAW_SOURCES.name)) == set(first)
+    assert versions() == first  # nothing changed, nothing new
+    with (data / "raw/support_preferences/pairs.jsonl").open("a") as fh:
+        fh.write(json.dumps({"prompt": "Is the API up?", "chosen": "Yes.", "rejected": "Maybe."}) + "\n")
+    (data / "raw/new_source").mkdir()
+    (data / "raw/new_source/source.yaml").write_text("license: cc0-1.0\nprovenance: test\nkind: sft\n")
+    second = versions()
+    assert second["support_chat"] == first["support_chat"]
+    assert second["support_preferences"] != first["support_preferences"]
+    assert "new_source" in second and "new_source" in instance.get_dynamic_partitions(RAW_SOURCES.name)

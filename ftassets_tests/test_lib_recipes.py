@@ -30,3 +30,22 @@ def test_divergence_guard_stops_on_nan_and_spikes_only():
 def test_precision_resolution():
     assert resolve_precision("fp32") == "fp32"
     assert resolve_precision("auto") in ("bf16", "fp16", "fp32")
+
+
+def test_task_weights_scale_a_tasks_share_and_reject_bad_specs():
+    import pytest
+
+    from ftassets.lib.train_sft import parse_task_weights, weighted
+
+    assert parse_task_weights("incident_triage=2, ticket_summary=0.5") == {"incident_triage": 2.0, "ticket_summary": 0.5}
+    assert parse_task_weights("") == {}
+    for bad in ("incident_triage", "=2", "qa=-1"):
+        with pytest.raises(ValueError, match="task_weights"):
+            parse_task_weights(bad)
+    records = [{"id": f"t{i}", "meta": {"task": "triage"}} for i in range(100)] + \
+              [{"id": f"s{i}", "meta": {"task": "summary"}} for i in range(100)] + [{"id": "x", "meta": {}}]
+    out = weighted(records, {"triage": 2, "summary": 0.5}, seed=1)
+    counts = {task: sum(r.get("meta", {}).get("task") == task for r in out) for task in ("triage", "summary")}
+    assert counts["triage"] == 200 and 35 <= counts["summary"] <= 65 and out.count(records[-1]) == 1
+    assert weighted(records, {"triage": 2, "summary": 0.5}, seed=1) == out  # seeded: same mixture every run
+    assert weighted(records, {}, seed=1) == records

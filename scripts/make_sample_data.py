@@ -21,10 +21,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "data"
 SYSTEM = "You are the Nimbus platform support assistant. Be accurate and brief."
+# The fields are described in words, not as an inline "P1|P2|P3|P4" template: measured on the demo
+# budget, a 135M model copies a label from such a list instead of reading the report (severity right
+# 7-10 of 30 test items with the list, 24 of 30 with this wording; README, "Sample data").
 TRIAGE_INSTRUCTION = (
-    'Triage this incident. Reply with JSON only: {"severity": "P1|P2|P3|P4", '
-    '"component": "database|auth|network|storage|billing|ci", "needs_oncall": true|false}'
+    'Triage this incident. Reply with JSON only, with the keys "severity" (a number: the higher, the more '
+    'urgent), "component" (database, auth, network, storage, billing or ci) and "needs_oncall" (true or false).'
 )
+# Internal rubric level -> the severity number in answers (4 = full outage ... 1 = cosmetic/question).
+SEVERITY = {"P1": 4, "P2": 3, "P3": 2, "P4": 1}
 
 FIRST = ["Maria", "James", "Aisha", "Wei", "Lucas", "Priya", "Tom", "Elena", "Kofi", "Sofia",
          "Daniel", "Yuki", "Omar", "Hannah", "Mateo", "Ingrid", "Ravi", "Chloe", "Samuel", "Nora"]
@@ -202,7 +207,7 @@ def triage_examples(rng, n):
         if pii:
             p = person(rng)
             report += f" Reported by {p['name']} ({p['email']}, {p['phone']})."
-        answer = json.dumps({"severity": severity, "component": component,
+        answer = json.dumps({"severity": SEVERITY[severity], "component": component,
                              "needs_oncall": severity in ("P1", "P2")})
         out.append(("incident_triage", chat(f"{TRIAGE_INSTRUCTION}\n{report}", answer), pii))
     return out
@@ -321,9 +326,9 @@ def write_preferences(rng):
     pairs = []
     for task, messages, _ in triage_examples(rng, 50):
         good = json.loads(messages[2]["content"])
-        wrong = dict(good, severity={"P1": "P3", "P2": "P4", "P3": "P1", "P4": "P2"}[good["severity"]])
+        wrong = dict(good, severity={4: 2, 3: 1, 2: 4, 1: 3}[good["severity"]])
         rejected = rng.choice([json.dumps(wrong), "The incident looks serious, someone should check it.",
-                               "Severity: " + good["severity"] + ", component " + good["component"]])
+                               f"Severity: {good['severity']}, component {good['component']}"])
         pairs.append({"prompt": messages[1]["content"], "chosen": messages[2]["content"],
                       "rejected": rejected, "task": task})
     for questions, answer in FACTS:
@@ -350,7 +355,7 @@ def write_gold(rng):
         expected = json.loads(messages[2]["content"])
         items.append({"id": f"gold-{len(items):03d}", "task": task, "prompt": messages[1]["content"],
                       "rules": {"schema": "incident_triage",
-                                "must_contain": [f'"severity": "{expected["severity"]}"',
+                                "must_contain": [f'"severity": {expected["severity"]}',
                                                  f'"component": "{expected["component"]}"']}})
     for questions, answer in FACTS[:12]:
         items.append({"id": f"gold-{len(items):03d}", "task": "platform_qa",

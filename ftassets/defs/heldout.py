@@ -16,7 +16,7 @@ from ftassets.defs.resources import ArtifactStore, PiiEngine
 from ftassets.lib import dedup, frozen, splits
 from ftassets.lib.files import read_jsonl, sha256_bytes, sha256_file, write_jsonl_atomic
 from ftassets.lib.governance import GovernanceError
-from ftassets.lib.pii import preference_fields
+from ftassets.lib.pii import chat_fields, preference_fields
 
 
 def _version(path) -> dg.DataVersion:
@@ -94,16 +94,20 @@ def _load_eval_items(path, required) -> list[dict]:
     return items
 
 
-@dg.asset(group_name=GROUP, kinds={"json"},
-          description="Gold prompts with per-item rules, comparable across every model version.")
-def gold_set(config: EvalSetConfig, store: ArtifactStore) -> dg.MaterializeResult:
+@dg.asset(group_name=GROUP, kinds={"json", "presidio"},
+          description="Gold prompts with per-item rules, comparable across every model version; validated, and "
+                      "PII-scrubbed with the same settings as the training data.")
+def gold_set(config: EvalSetConfig, store: ArtifactStore, pii: PiiEngine) -> dg.MaterializeResult:
     items = _load_eval_items(store.data(config.gold_file), ("id", "task", "messages", "rules"))
     for n, item in enumerate(items, start=1):
         unknown = set(item["rules"]) - GOLD_RULES
         if unknown or not item["rules"]:
             raise GovernanceError(f"{store.data(config.gold_file)}:{n}: rules must use {sorted(GOLD_RULES)}")
+    scrub = ScrubConfig()
+    scrubber = pii.scrubber(scrub.entities, scrub.score_threshold, scrub.operator, scrub.allow_list)
+    items, report = scrubber.scrub_records(items, chat_fields)
     path = write_jsonl_atomic(store.artifact("gold_set") / "gold.jsonl", items)
-    return dg.MaterializeResult(metadata={"items": len(items), "sha256": sha256_file(path),
+    return dg.MaterializeResult(metadata={"items": len(items), "sha256": sha256_file(path), **scrub_summary(report),
                                           "per_task": dg.MetadataValue.json(dict(Counter(i["task"] for i in items)))},
                                 data_version=_version(path))
 

@@ -44,6 +44,9 @@ class SftConfig(dg.Config):
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding)")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% more compute")
     qlora: bool = Field(False, description="Load the base in 4-bit NF4 (bitsandbytes) and train LoRA on top")
+    task_weights: dict[str, float] = Field(
+        default_factory=dict, description="Mixture weight per task (meta.task) in the train split, default 1: "
+                                          "2 doubles a task's share, 0.5 halves it; validation is not re-weighted")
 
 
 @dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", "data_splits"], pool=POOL,
@@ -55,7 +58,9 @@ def sft_adapter(context: dg.AssetExecutionContext, config: SftConfig, store: Art
         cfg = train_sft.SftRecipeConfig(base_model=str(store.artifact("base_model")),
                                         train_file=str(splits / "train.jsonl"),
                                         validation_file=str(splits / "validation.jsonl"),
-                                        output_dir=str(staging), **config.model_dump())
+                                        output_dir=str(staging), **{
+                                            **config.model_dump(), "task_weights": ",".join(
+                                                f"{k}={v}" for k, v in sorted(config.task_weights.items()))})
         summary = train_sft.main(cfg, report=lambda m: context.log.info(f"sft {json.dumps(m)}"))
     return dg.MaterializeResult(
         metadata={**_training_metadata(summary, target),

@@ -71,16 +71,24 @@ def discover_sources(raw_root: Path) -> list[Source]:
     if not raw_root.is_dir():
         raise GovernanceError(f"{raw_root}: data root has no raw/ folder of sources")
     out = []
-    for folder in sorted(p for p in raw_root.iterdir() if p.is_dir()):
+    for folder in source_folders(raw_root):
         if not (folder / "source.yaml").is_file():
-            if data_files(folder):
-                out.append(_unusable(folder, "missing_source_yaml", f"{folder.name}/source.yaml not found"))
+            out.append(_unusable(folder, "missing_source_yaml", f"{folder.name}/source.yaml not found"))
             continue
         try:
             out.append(load_source(folder))
         except GovernanceError as exc:
             out.append(_unusable(folder, "invalid_source_yaml", str(exc)))
     return out
+
+
+def source_folders(raw_root: Path) -> list[Path]:
+    """Folders under `raw_root` that hold a source.yaml or data files (others are not sources)."""
+    raw_root = Path(raw_root)
+    if not raw_root.is_dir():
+        return []
+    return [p for p in sorted(raw_root.iterdir())
+            if p.is_dir() and ((p / "source.yaml").is_file() or data_files(p))]
 
 
 def _unusable(folder: Path, reason: str, detail: str) -> Source:

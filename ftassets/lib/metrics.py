@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import re
 
-TRIAGE_FIELDS = {"severity": {"P1", "P2", "P3", "P4"},
-                 "component": {"database", "auth", "network", "storage", "billing", "ci"},
-                 "needs_oncall": {True, False}}
+# field -> (JSON type, allowed values); the type is checked first, as JSON true would equal 1.
+TRIAGE_FIELDS = {"severity": (int, {1, 2, 3, 4}),
+                 "component": (str, {"database", "auth", "network", "storage", "billing", "ci"}),
+                 "needs_oncall": (bool, {True, False})}
 REFUSAL = re.compile(
     r"\b(i can['’]?t|i cannot|i can not|i won['’]?t|i am not able|i['’]m not able|i am unable|i['’]m unable|"
     r"unable to (help|assist|share|provide)|not (allowed|permitted) to|i must decline|i['’]m sorry, but|"
@@ -35,8 +36,10 @@ def parse_triage(text: str) -> dict | None:
         return None
     if not isinstance(obj, dict) or set(obj) != set(TRIAGE_FIELDS):
         return None
-    if any(obj[k] not in allowed for k, allowed in TRIAGE_FIELDS.items()):
-        return None
+    for key, (kind, allowed) in TRIAGE_FIELDS.items():
+        value = obj[key]
+        if type(value) is not kind or value not in allowed:  # type(): bool is a subclass of int
+            return None
     return obj
 
 

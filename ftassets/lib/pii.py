@@ -29,8 +29,14 @@ STREET_ADDRESS_REGEX = (
 CONTEXT_NUMBER_SCORE = 0.3
 CARD_NUMBER_REGEX = r"(?<![\w-])\d(?:[ -]?\d){11,18}(?![\w-])"
 CARD_CONTEXT = ["card", "credit", "debit", "visa", "mastercard", "amex", "maestro", "payment"]
-PHONE_NUMBER_REGEX = (r"(?<![\w+-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,4}"
-                      r"(?![\w-])")
+# Grouped numbers (groups of up to 6 digits, an optional extension "x769"/"ext. 12"; a "-Office" label
+# may follow), and unseparated runs of 8-14 digits; both need a context word. "+" and 10-14 digits is
+# the E.164 form of a phone number and counts without context.
+PHONE_NUMBER_REGEX = (r"(?<![\w+-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,6}){1,4}"
+                      r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?(?!\w)(?!-\d)")
+PHONE_DIGITS_REGEX = r"(?<![\w+-])\d{8,14}(?!\w)(?!-\d)"
+PHONE_E164_REGEX = r"(?<![\w+-])\+\d{10,14}(?!\w)(?!-\d)"
+E164_SCORE = 0.5
 # Matched as substrings of the lemmas around a number (Presidio's default context matching).
 PHONE_CONTEXT = ["phone", "tel", "mobile", "cell", "fax", "office", "call", "reach", "answer", "message",
                  "sms", "whatsapp", "contact", "number", "dial"]
@@ -82,7 +88,9 @@ class PiiScrubber:
             patterns=[Pattern("card_number_in_context", CARD_NUMBER_REGEX, CONTEXT_NUMBER_SCORE)]))
         registry.add_recognizer(PatternRecognizer(
             supported_entity="PHONE_NUMBER", name="PhoneNumberInContextRecognizer", context=PHONE_CONTEXT,
-            patterns=[Pattern("phone_number_in_context", PHONE_NUMBER_REGEX, CONTEXT_NUMBER_SCORE)]))
+            patterns=[Pattern("phone_number_in_context", PHONE_NUMBER_REGEX, CONTEXT_NUMBER_SCORE),
+                      Pattern("phone_digits_in_context", PHONE_DIGITS_REGEX, CONTEXT_NUMBER_SCORE),
+                      Pattern("phone_e164", PHONE_E164_REGEX, E164_SCORE)]))
         # Context words may also follow a number ("416 60 039 office"). Presidio counts the suffix window
         # from the first token of a match, so five tokens reach past a number written in groups.
         enhancer = LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=5)

@@ -45,6 +45,7 @@ class SftRecipeConfig:
     group_by_length: bool = True
     gradient_checkpointing: bool = False  # trades ~30% more compute for activation memory
     qlora: bool = False
+    task_weights: str = ""  # "incident_triage=2,ticket_summary=0.5": sampling weight per meta.task (default 1)
 
 
 def to_prompt_completion(record: dict) -> dict:
@@ -52,12 +53,36 @@ def to_prompt_completion(record: dict) -> dict:
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
-def load_split(path: str | None):
+def parse_task_weights(text: str) -> dict[str, float]:
+    weights = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        task, sep, value = part.partition("=")
+        if not sep or not task.strip() or float(value) < 0:
+            raise ValueError(f"task_weights: expected task=weight (weight >= 0), got {part!r}")
+        weights[task.strip()] = float(value)
+    return weights
+
+
+def weighted(records: list[dict], weights: dict[str, float], seed: int) -> list[dict]:
+    """Mixture weights: each record of a task appears int(w) times, plus once more with probability
+    frac(w) (seeded), so a task's expected share scales with its weight. Weight 1 keeps the data as is."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for record in records:
+        w = weights.get(record.get("meta", {}).get("task"), 1.0)
+        out += [record] * (int(w) + (rng.random() < w - int(w)))
+    return out
+
+
+def load_split(path: str | None, weights: dict[str, float] | None = None, seed: int = 0):
     from datasets import Dataset
 
     if not path:
         return None
-    rows = [to_prompt_completion(json.loads(line)) for line in Path(path).read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    rows = [to_prompt_completion(r) for r in weighted(records, weights or {}, seed)]
     return Dataset.from_list(rows) if rows else None
 
 
@@ -83,7 +108,8 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute)
     model = AutoModelForCausalLM.from_pretrained(cfg.base_model, **load_kwargs)
-    train, validation = load_split(cfg.train_file), load_split(cfg.validation_file)
+    train = load_split(cfg.train_file, parse_task_weights(cfg.task_weights), cfg.seed)
+    validation = load_split(cfg.validation_file)  # validation is never re-weighted
     if train is None:
         raise ValueError(f"{cfg.train_file}: no training examples")
     has_eval = validation is not None
