@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ftassets.lib.files import read_jsonl
+from ftassets.lib.files import read_jsonl, sha256_bytes, sha256_file, write_jsonl_atomic
 
 PACKAGES = ("dagster", "torch", "transformers", "peft", "trl", "datasets", "datasketch",
             "presidio-analyzer", "bitsandbytes")
@@ -32,6 +32,20 @@ def upstream_versions(context: dg.AssetExecutionContext, keys: list[str]) -> dic
         tags = (mat.tags or {}) if mat else {}
         out[key] = tags.get("dagster/data_version")
     return out
+
+
+def file_version(path: Path) -> dg.DataVersion:
+    """An artifact file's data version: its content hash."""
+    return dg.DataVersion(sha256_file(path)[:32])
+
+
+def write_splits(folder: Path, files: dict[str, list[dict]]) -> dg.DataVersion:
+    """Write each `<name>.jsonl` atomically; the data version hashes what training reads (train and
+    validation), so a change in the side files (dropped, held back) does not make training stale."""
+    for name, rows in files.items():
+        write_jsonl_atomic(folder / f"{name}.jsonl", rows)
+    digest = sha256_bytes((sha256_file(folder / "train.jsonl") + sha256_file(folder / "validation.jsonl")).encode())
+    return dg.DataVersion(digest[:32])
 
 
 def path_meta(path: Path) -> dg.MetadataValue:

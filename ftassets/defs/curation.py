@@ -10,7 +10,7 @@ from collections import Counter
 import dagster as dg
 from pydantic import Field
 
-from ftassets.defs.common import ids_in, origins_in, partition_check
+from ftassets.defs.common import file_version, ids_in, origins_in, partition_check
 from ftassets.defs.resources import ArtifactStore, PiiEngine
 from ftassets.lib import dedup, formats
 from ftassets.lib.files import read_jsonl, sha256_bytes, sha256_file, sha256_tree, write_jsonl_atomic
@@ -20,10 +20,6 @@ from ftassets.lib.pii import DEFAULT_ENTITIES, chat_fields
 from ftassets.lib.validation import validate_sources
 
 GROUP = "curation"
-
-
-def _version(path) -> dg.DataVersion:
-    return dg.DataVersion(sha256_file(path)[:32])
 
 
 RAW_SOURCES = dg.DynamicPartitionsDefinition(name="raw_sources")
@@ -106,7 +102,7 @@ def scrubbed_examples(context: dg.AssetExecutionContext, config: ScrubConfig, st
     return dg.MaterializeResult(metadata={
         "records": len(scrubbed), **scrub_summary(report),
         "scrubbed_samples": dg.MetadataValue.md("\n\n".join(f"> {s}" for s in samples) or "(none)"),
-        "path": dg.MetadataValue.path(str(path))}, data_version=_version(path))
+        "path": dg.MetadataValue.path(str(path))}, data_version=file_version(path))
 
 
 RESIDUAL = {"EMAIL_ADDRESS": re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),
@@ -155,7 +151,7 @@ def deduplicated_examples(config: DedupConfig, store: ArtifactStore) -> dg.Mater
         "clusters": len(clusters), "largest_cluster": clusters[0]["size"] if clusters else 0,
         "lowest_similarity_removed": min((d["similarity"] for d in dropped), default=None),
         "cluster_report": dg.MetadataValue.path(str(out / "clusters.jsonl")),
-        "path": dg.MetadataValue.path(str(path))}, data_version=_version(path))
+        "path": dg.MetadataValue.path(str(path))}, data_version=file_version(path))
 
 
 # Conservation: every record that enters a stage leaves it exactly once, kept or with a reason.

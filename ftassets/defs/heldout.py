@@ -9,18 +9,14 @@ from collections import Counter
 import dagster as dg
 from pydantic import Field
 
-from ftassets.defs.common import ids_in, partition_check
+from ftassets.defs.common import file_version, ids_in, partition_check, write_splits
 from ftassets.defs.curation import (GROUP, DedupConfig, ScrubConfig, scrub_summary, deduplicated_examples,
                                     validated_examples)
 from ftassets.defs.resources import ArtifactStore, PiiEngine
 from ftassets.lib import dedup, frozen, splits
-from ftassets.lib.files import read_jsonl, sha256_bytes, sha256_file, write_jsonl_atomic
+from ftassets.lib.files import read_jsonl, sha256_file, write_jsonl_atomic
 from ftassets.lib.governance import GovernanceError
 from ftassets.lib.pii import chat_fields, preference_fields
-
-
-def _version(path) -> dg.DataVersion:
-    return dg.DataVersion(sha256_file(path)[:32])
 
 
 class SplitConfig(dg.Config):
@@ -109,7 +105,7 @@ def gold_set(config: EvalSetConfig, store: ArtifactStore, pii: PiiEngine) -> dg.
     path = write_jsonl_atomic(store.artifact("gold_set") / "gold.jsonl", items)
     return dg.MaterializeResult(metadata={"items": len(items), "sha256": sha256_file(path), **scrub_summary(report),
                                           "per_task": dg.MetadataValue.json(dict(Counter(i["task"] for i in items)))},
-                                data_version=_version(path))
+                                data_version=file_version(path))
 
 
 @dg.asset(group_name=GROUP, kinds={"json"},
@@ -122,7 +118,7 @@ def redteam_set(config: EvalSetConfig, store: ArtifactStore) -> dg.MaterializeRe
     path = write_jsonl_atomic(store.artifact("redteam_set") / "redteam.jsonl", items)
     return dg.MaterializeResult(metadata={"items": len(items), "sha256": sha256_file(path),
                                           "per_expectation": dg.MetadataValue.json(dict(Counter(i["expect"] for i in items)))},
-                                data_version=_version(path))
+                                data_version=file_version(path))
 
 
 # What training data must never copy: (label, artifact file), plus the forgetting benchmarks the eval
@@ -165,17 +161,14 @@ def data_splits(config: SplitConfig, store: ArtifactStore) -> dg.MaterializeResu
     out = store.artifact("data_splits")
     train, dropped_train = dedup.decontaminate(parts["train"], index, texts_of)
     validation, dropped_val = dedup.decontaminate(parts["validation"], index, texts_of)
-    write_jsonl_atomic(out / "train.jsonl", train)
-    write_jsonl_atomic(out / "validation.jsonl", validation)
-    write_jsonl_atomic(out / "contaminated.jsonl", dropped_train + dropped_val)
-    write_jsonl_atomic(out / "held_back.jsonl", parts["held_back"])
-    digest = sha256_bytes((sha256_file(out / "train.jsonl") + sha256_file(out / "validation.jsonl")).encode())
+    version = write_splits(out, {"train": train, "validation": validation,
+                                 "contaminated": dropped_train + dropped_val, "held_back": parts["held_back"]})
     return dg.MaterializeResult(metadata={
         "train": len(train), "validation": len(validation), "test_excluded": len(parts["test"]),
         "held_back_test_hints": len(parts["held_back"]),
         "contaminated_dropped": len(dropped_train) + len(dropped_val), "seed": config.seed,
         "train_per_task": dg.MetadataValue.json(dict(Counter(r["meta"]["task"] for r in train))),
-        "path": dg.MetadataValue.path(str(out))}, data_version=dg.DataVersion(digest[:32]))
+        "path": dg.MetadataValue.path(str(out))}, data_version=version)
 
 
 def _leakage(store: ArtifactStore, folder: str, validated_file: str) -> dg.AssetCheckResult:
@@ -216,16 +209,13 @@ def preference_pairs(config: PreferenceConfig, store: ArtifactStore, pii: PiiEng
     kept, contaminated = dedup.decontaminate(unique, _held_out_index(store), _prompt_texts(store, "preference.jsonl"))
     parts = splits.train_validation_split(kept, set(), config.seed, config.validation_fraction)
     out = store.artifact("preference_pairs")
-    write_jsonl_atomic(out / "train.jsonl", parts["train"])
-    write_jsonl_atomic(out / "validation.jsonl", parts["validation"])
-    write_jsonl_atomic(out / "dropped.jsonl", duplicates + contaminated)
-    write_jsonl_atomic(out / "held_back.jsonl", parts["held_back"])
-    digest = sha256_bytes((sha256_file(out / "train.jsonl") + sha256_file(out / "validation.jsonl")).encode())
+    version = write_splits(out, {"train": parts["train"], "validation": parts["validation"],
+                                 "dropped": duplicates + contaminated, "held_back": parts["held_back"]})
     return dg.MaterializeResult(metadata={
         "input": len(pairs), "train": len(parts["train"]), "validation": len(parts["validation"]),
         "held_back_test_hints": len(parts["held_back"]),
         "dropped_reasons": dg.MetadataValue.json(dict(Counter(d["reason"] for d in duplicates + contaminated))),
-        **scrub_summary(report), "path": dg.MetadataValue.path(str(out))}, data_version=dg.DataVersion(digest[:32]))
+        **scrub_summary(report), "path": dg.MetadataValue.path(str(out))}, data_version=version)
 
 
 @dg.asset_check(asset=preference_pairs, blocking=True,
