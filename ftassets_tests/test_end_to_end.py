@@ -1,6 +1,7 @@
 """End to end: the whole asset graph on the tiny model, with every gate doing its job."""
 
 import json
+import os
 
 import pytest
 
@@ -33,8 +34,13 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir):
     splits = meta("data_splits")
     assert splits["train"].value + splits["validation"].value + splits["test_excluded"].value + \
         splits["contaminated_dropped"].value + splits["held_back_test_hints"].value == dedup["kept"].value
+    assert splits["validation"].value > 0
     sft = meta("sft_adapter")
     assert sft["global_steps"].value == 4 and sft["trainable_parameters"].value > 0
+    assert sft["recipe_pid"].value != os.getpid()  # trained in its own process, reported back through Pipes
+    assert sft["loss_curves"].value.startswith("![loss curves](data:image/png;base64,")
+    assert [step for step, _ in sft["curves"].value["validation_loss_curve"]] == [2, 4]
+    assert not (artifacts / ".checkpoints/sft_adapter").exists()  # a finished run leaves no checkpoints
     assert (artifacts / "sft_adapter/adapter_model.safetensors").is_file()
     assert (artifacts / "merged_model/model.safetensors").is_file()
 

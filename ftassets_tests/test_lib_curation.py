@@ -104,11 +104,31 @@ def test_preference_pairs_deduplicate_on_prompt_and_both_replies():
 
 
 def test_decontamination_drops_copies_of_held_out_prompts():
-    index = dedup.ContaminationIndex(threshold=0.8)
-    index.add("test:1", "How long are logs kept by default on the Nimbus platform?")
+    index = dedup.ContaminationIndex([("test:1", "How long are logs kept by default on the Nimbus platform?")])
     kept, dropped = dedup.decontaminate([_rec("x", "How long are logs kept by default on the Nimbus platform"),
                                          _rec("y", "Which port does the metrics agent listen on?")], index)
     assert [r["id"] for r in kept] == ["y"] and dropped[0]["duplicate_of"] == "test:1"
+
+
+def test_decontamination_compares_items_not_their_shared_instruction_template():
+    template = ("Triage this incident. Reply with JSON only, with the keys \"severity\" (a number: the higher, "
+                "the more urgent), \"component\" (database, auth, network, storage, billing or ci) and "
+                "\"needs_oncall\" (true or false).\n")
+    incidents = ["After the last deploy, deploy jobs is broken for a single team.",
+                 "Since 08:45 UTC today, persistent volumes fails for one user only.",
+                 "As of this morning, file uploads shows a cosmetic glitch in the UI.",
+                 "Right now, the build runners has a problem affecting just one account."]
+    index = dedup.ContaminationIndex([(f"gold:{n}", template + text) for n, text in enumerate(incidents)])
+    assert len(index.boilerplate) == 1  # the instruction line, seen in all 4 held-out prompts
+    # Whole-text Jaccard of two different incidents under the template is ~0.8: without the template
+    # rule this other incident would be dropped as a copy.
+    other = template + "After the last deploy, the OAuth callback is broken for a single team."
+    assert dedup.minhash(other).jaccard(dedup.minhash(template + incidents[0])) >= 0.75
+    copied = template + "After the last deploy, deploy jobs is broken for a single team!"
+    reworded = "Please triage: after the last deploy, deploy jobs is broken for a single team"
+    kept, dropped = dedup.decontaminate([_rec("other", other), _rec("copy", copied), _rec("reworded", reworded)], index)
+    assert [r["id"] for r in kept] == ["other"]
+    assert {d["id"]: d["duplicate_of"] for d in dropped} == {"copy": "gold:0", "reworded": "gold:0"}
 
 
 def test_split_assignment_is_stable_when_data_grows():

@@ -55,3 +55,14 @@ def test_train_validation_assignment_ignores_the_test_set():
     assert sum(len(v) for v in a.values()) == len(records)
     moved = {r["id"] for r in a["train"]} ^ {r["id"] for r in b["train"]}
     assert moved <= {"r0001", "r0002", "r0003"}
+
+
+def test_validation_is_not_emptied_by_the_frozen_test_set():
+    # The freeze takes the lowest seeded buckets; validation must be drawn independently of them,
+    # or every would-be validation record is already frozen (this left validation empty once).
+    records = _records(400)
+    test = splits.split_records(records, 7, 0.15, 0.1)["test"]
+    parts = splits.train_validation_split(records, {r["id"] for r in test}, 7, 0.1)
+    rest = len(records) - len(test)
+    assert 0.06 * rest <= len(parts["validation"]) <= 0.14 * rest
+    assert len(parts["train"]) + len(parts["validation"]) == rest

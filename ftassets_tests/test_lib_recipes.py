@@ -49,3 +49,18 @@ def test_task_weights_scale_a_tasks_share_and_reject_bad_specs():
     assert counts["triage"] == 200 and 35 <= counts["summary"] <= 65 and out.count(records[-1]) == 1
     assert weighted(records, {"triage": 2, "summary": 0.5}, seed=1) == out  # seeded: same mixture every run
     assert weighted(records, {}, seed=1) == records
+
+
+def test_divergence_stops_without_checkpointing_the_diverged_weights(tmp_path):
+    from ftassets.lib.recipe_common import loss_spike_stop_message
+
+    guard, state, control = DivergenceGuard(), TrainerState(), TrainerControl()
+    control.should_save = control.should_evaluate = True  # this step was due for a checkpoint
+    guard.on_log(None, state, control, logs={"loss": math.inf})
+    assert control.should_training_stop and not control.should_save and not control.should_evaluate
+    for step in (10, 20):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}/trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-30").mkdir()  # cut off mid-write: no trainer_state.json
+    message = loss_spike_stop_message("non-finite training loss inf at step 33", tmp_path)
+    assert message.endswith(f"is kept at {tmp_path / 'checkpoint-20'}") and "no adapter was written" in message

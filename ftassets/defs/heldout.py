@@ -143,10 +143,7 @@ def _prompt_texts(store: ArtifactStore, validated_file: str):
 
 
 def _held_out_index(store: ArtifactStore) -> dedup.ContaminationIndex:
-    index = dedup.ContaminationIndex()
-    for key, text in _held_out_texts(store):
-        index.add(key, text)
-    return index
+    return dedup.ContaminationIndex(_held_out_texts(store))
 
 
 @dg.asset(group_name=GROUP, kinds={"json"},

@@ -33,6 +33,10 @@ class ArtifactStore(dg.ConfigurableResource):
     def artifact(self, name: str) -> Path:
         return Path(self.artifacts_dir) / name
 
+    def checkpoints(self, asset: str) -> Path:
+        """Training checkpoints of an asset: kept apart from its staging folder so a killed run can resume."""
+        return Path(self.artifacts_dir) / ".checkpoints" / asset
+
     def file_versions(self, paths: list[Path]) -> dict[str, str]:
         return {str(p.relative_to(self.data_dir) if p.is_relative_to(self.data_dir) else p): sha256_file(p)
                 for p in paths}
@@ -55,6 +59,15 @@ class PiiEngine(dg.ConfigurableResource):
         return _scrubber(self.spacy_model, tuple(entities), threshold, operator, tuple(allow_list))
 
 
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false"}
+
+
+def training_launcher() -> dg.PipesSubprocessClient:
+    """Runs a training recipe in a local subprocess through Dagster Pipes (offline, whatever the parent had)."""
+    return dg.PipesSubprocessClient(env=OFFLINE_ENV)
+
+
 def default_resources() -> dict:
     return {"store": ArtifactStore(data_dir=default_data_dir(), artifacts_dir=default_artifacts_dir()),
-            "pii": PiiEngine()}
+            "pii": PiiEngine(), "training_launcher": training_launcher()}

@@ -1,8 +1,16 @@
 """Training: the LoRA SFT adapter, the DPO adapter on top of it, and the merged standalone model
-(with a parity check that the merge changed nothing)."""
+(with a parity check that the merge changed nothing).
+
+The two adapters are trained in their own process, launched through Dagster Pipes (the
+`training_launcher` resource): logs stream into the run as they happen, the summary comes back as
+the reported materialization, and the recipe stays a plain script. Checkpoints live outside the
+adapter's staging folder, so a run killed midway resumes from its last checkpoint when the asset
+is materialized again with the same settings and inputs."""
 
 
+import dataclasses
 import json
+import sys
 
 import dagster as dg
 from pydantic import Field
@@ -12,16 +20,31 @@ from ftassets.defs.resources import ArtifactStore
 from ftassets.lib import merge, train_dpo, train_sft
 from ftassets.lib.files import atomic_directory, read_jsonl, sha256_tree
 from ftassets.lib.models import load_model, load_tokenizer
+from ftassets.lib.plots import loss_curves_png, markdown_image
+from ftassets.lib.recipe_checks import check_settings
 
 GROUP = "training"
 POOL = "heavy_compute"
 
 
-def _training_metadata(summary: dict, path) -> dict:
+def _launch(context: dg.AssetExecutionContext, launcher: dg.PipesSubprocessClient, recipe: str, cfg) -> dict:
+    """Run a recipe through Pipes; settings are checked here first, so a bad field fails in the run
+    before any process starts. Returns the metadata the recipe reported."""
+    check_settings(cfg)
+    invocation = launcher.run(context=context, command=[sys.executable, "-m", "ftassets.pipes_recipe"],
+                              extras={"recipe": recipe, "config": dataclasses.asdict(cfg)})
+    return dict(invocation.get_materialize_result().metadata or {})
+
+
+def _training_metadata(context: dg.AssetExecutionContext, path, reported: dict, inputs: list[str]) -> dict:
+    summary = json.loads((path / "training_summary.json").read_text())
     curves = {k: summary[k] for k in summary if k.endswith("_curve") or k.startswith("rewards_")}
     scalar = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and k not in curves}
-    return {**scalar, "curves": dg.MetadataValue.json(curves), "config": dg.MetadataValue.json(summary["config"]),
-            "path": dg.MetadataValue.path(str(path)), "package_versions": dg.MetadataValue.json(package_versions())}
+    plot = markdown_image(loss_curves_png(summary, context.asset_key.to_user_string()), "loss curves")
+    return {**reported, **scalar, "loss_curves": dg.MetadataValue.md(plot), "curves": dg.MetadataValue.json(curves),
+            "config": dg.MetadataValue.json(summary["config"]), "path": dg.MetadataValue.path(str(path)),
+            "package_versions": dg.MetadataValue.json(package_versions()),
+            "input_versions": dg.MetadataValue.json(upstream_versions(context, inputs))}
 
 
 class SftConfig(dg.Config):
@@ -44,6 +67,7 @@ class SftConfig(dg.Config):
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding)")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% more compute")
     qlora: bool = Field(False, description="Load the base in 4-bit NF4 (bitsandbytes) and train LoRA on top")
+    resume: bool = Field(True, description="Continue an interrupted run (same settings and inputs) from its last checkpoint")
     task_weights: dict[str, float] = Field(
         default_factory=dict, description="Mixture weight per task (meta.task) in the train split, default 1: "
                                           "2 doubles a task's share, 0.5 halves it; validation is not re-weighted")
@@ -51,21 +75,20 @@ class SftConfig(dg.Config):
 
 @dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", "data_splits"], pool=POOL,
           description="LoRA adapter trained with trl SFTTrainer on the train split (loss on assistant tokens).")
-def sft_adapter(context: dg.AssetExecutionContext, config: SftConfig, store: ArtifactStore) -> dg.MaterializeResult:
+def sft_adapter(context: dg.AssetExecutionContext, config: SftConfig, store: ArtifactStore,
+                training_launcher: dg.PipesSubprocessClient) -> dg.MaterializeResult:
     splits = store.artifact("data_splits")
     target = store.artifact("sft_adapter")
     with atomic_directory(target) as staging:
         cfg = train_sft.SftRecipeConfig(base_model=str(store.artifact("base_model")),
                                         train_file=str(splits / "train.jsonl"),
                                         validation_file=str(splits / "validation.jsonl"),
-                                        output_dir=str(staging), **{
-                                            **config.model_dump(), "task_weights": ",".join(
-                                                f"{k}={v}" for k, v in sorted(config.task_weights.items()))})
-        summary = train_sft.main(cfg, report=lambda m: context.log.info(f"sft {json.dumps(m)}"))
-    return dg.MaterializeResult(
-        metadata={**_training_metadata(summary, target),
-                  "input_versions": dg.MetadataValue.json(upstream_versions(context, ["base_model", "data_splits"]))},
-        data_version=dg.DataVersion(sha256_tree(target)[:32]))
+                                        output_dir=str(staging), checkpoint_dir=str(store.checkpoints("sft_adapter")),
+                                        **{**config.model_dump(), "task_weights": ",".join(
+                                            f"{k}={v}" for k, v in sorted(config.task_weights.items()))})
+        reported = _launch(context, training_launcher, "sft", cfg)
+    return dg.MaterializeResult(metadata=_training_metadata(context, target, reported, ["base_model", "data_splits"]),
+                                data_version=dg.DataVersion(sha256_tree(target)[:32]))
 
 
 class DpoConfig(dg.Config):
@@ -82,22 +105,24 @@ class DpoConfig(dg.Config):
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% more compute")
     system_prompt: str = Field("You are the Nimbus platform support assistant. Be accurate and brief.",
                                description="System turn prepended to preference prompts that have none, as in the SFT data")
+    resume: bool = Field(True, description="Continue an interrupted run (same settings and inputs) from its last checkpoint")
 
 
 @dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", sft_adapter, "preference_pairs"],
           pool=POOL, description="DPO LoRA adapter trained on top of the SFT policy (reference = SFT).")
-def dpo_adapter(context: dg.AssetExecutionContext, config: DpoConfig, store: ArtifactStore) -> dg.MaterializeResult:
+def dpo_adapter(context: dg.AssetExecutionContext, config: DpoConfig, store: ArtifactStore,
+                training_launcher: dg.PipesSubprocessClient) -> dg.MaterializeResult:
     target = store.artifact("dpo_adapter")
+    pairs = store.artifact("preference_pairs")
     with atomic_directory(target) as staging:
         cfg = train_dpo.DpoRecipeConfig(base_model=str(store.artifact("base_model")),
                                         sft_adapter=str(store.artifact("sft_adapter")),
-                                        pairs_file=str(store.artifact("preference_pairs") / "train.jsonl"),
-                                        validation_file=str(store.artifact("preference_pairs") / "validation.jsonl"),
-                                        output_dir=str(staging), **config.model_dump())
-        summary = train_dpo.main(cfg, report=lambda m: context.log.info(f"dpo {json.dumps(m)}"))
+                                        pairs_file=str(pairs / "train.jsonl"), validation_file=str(pairs / "validation.jsonl"),
+                                        output_dir=str(staging), checkpoint_dir=str(store.checkpoints("dpo_adapter")),
+                                        **config.model_dump())
+        reported = _launch(context, training_launcher, "dpo", cfg)
     return dg.MaterializeResult(
-        metadata={**_training_metadata(summary, target), "input_versions": dg.MetadataValue.json(
-            upstream_versions(context, ["base_model", "sft_adapter", "preference_pairs"]))},
+        metadata=_training_metadata(context, target, reported, ["base_model", "sft_adapter", "preference_pairs"]),
         data_version=dg.DataVersion(sha256_tree(target)[:32]))
 
 

@@ -91,18 +91,38 @@ def cluster_report(dropped: list[dict]) -> list[dict]:
 
 
 class ContaminationIndex:
-    """Held-out prompts (test set, gold set, benchmarks) that training data must not copy."""
+    """Held-out prompts (test set, gold set, benchmarks) that training data must not copy.
 
-    def __init__(self, threshold: float = 0.8, num_perm: int = 128):
+    Prompts built from one instruction template share most of their characters: a triage prompt is
+    a 230-character instruction line plus a 60-character incident, so two different incidents score
+    a Jaccard of ~0.8 on the whole text. Lines that recur in `boilerplate_min_items` or more
+    held-out prompts are the template, not the item, and are left out of the near-copy comparison
+    (exact copies are still caught on the whole text). A prompt that is nothing but template lines
+    is compared whole."""
+
+    def __init__(self, items: list[tuple[str, str]] = (), threshold: float = 0.8, num_perm: int = 128,
+                 boilerplate_min_items: int = 3):
         self.threshold, self.num_perm = threshold, num_perm
         self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self.hashes: dict[str, MinHash] = {}
         self.exact: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        for _, text in items:
+            for line in {normalize(x) for x in text.splitlines() if normalize(x)}:
+                counts[line] = counts.get(line, 0) + 1
+        self.boilerplate = {line for line, n in counts.items() if n >= boilerplate_min_items}
+        for key, text in items:
+            self.add(key, text)
+
+    def content(self, text: str) -> str:
+        """The text without its template lines (or the whole text when nothing else is left)."""
+        lines = [x for x in text.splitlines() if normalize(x) and normalize(x) not in self.boilerplate]
+        return "\n".join(lines) if lines else text
 
     def add(self, key: str, text: str) -> None:
         if key in self.hashes:
             return
-        mh = minhash(text, self.num_perm)
+        mh = minhash(self.content(text), self.num_perm)
         self.lsh.insert(key, mh)
         self.hashes[key] = mh
         self.exact.setdefault(exact_key(text), key)
@@ -111,7 +131,7 @@ class ContaminationIndex:
         hit = self.exact.get(exact_key(text))
         if hit:
             return hit
-        mh = minhash(text, self.num_perm)
+        mh = minhash(self.content(text), self.num_perm)
         hits = [k for k in self.lsh.query(mh) if self.hashes[k].jaccard(mh) >= self.threshold]
         return sorted(hits)[0] if hits else None
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
@@ -65,8 +67,9 @@ class DivergenceGuard(TrainerCallback):
         if self.first is None:
             self.first = loss
         self.recent = (self.recent + [loss])[-self.window:]
-        if self.reason:
+        if self.reason:  # stop, and do not checkpoint the diverged weights over the last good ones
             control.should_training_stop = True
+            control.should_save = control.should_evaluate = False
 
 
 class ProgressReporter(TrainerCallback):
@@ -94,3 +97,72 @@ def summarize_history(log_history: list[dict], prefix: str = "") -> dict:
     return {"train_loss_curve": train, "validation_loss_curve": evals,
             "best_step": best[0] if best else None, "best_validation_loss": best[1] if best else None,
             **extra}
+
+
+def run_fingerprint(cfg, inputs: dict[str, str]) -> dict:
+    """What makes two runs the same run: every setting except where it writes, and the content hash
+    of every input (base weights, data files, a starting adapter). A checkpoint is resumed only by
+    a run with an equal fingerprint."""
+    import dataclasses
+
+    from ftassets.lib.files import sha256_file, sha256_tree
+
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("output_dir", "checkpoint_dir", "resume")}
+    hashes = {}
+    for name, path in inputs.items():
+        if path:
+            p = Path(path)
+            hashes[name] = sha256_tree(p) if p.is_dir() else sha256_file(p)
+    return {"settings": settings, "inputs": hashes}
+
+
+def _complete(checkpoint: Path) -> bool:
+    """The Trainer writes trainer_state.json last: a checkpoint without a readable one was cut off."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def resume_point(checkpoint_dir: Path, fingerprint: dict, resume: bool, report) -> str | None:
+    """The newest complete checkpoint of an interrupted run with this fingerprint, or None.
+
+    Checkpoints of a different run (other data, other settings) and checkpoints cut off mid-write
+    are removed, so a resumed run can only continue exactly the run that was interrupted."""
+    import re
+    import shutil
+
+    from ftassets.lib.files import write_json_atomic
+
+    checkpoint_dir = Path(checkpoint_dir)
+    marker = checkpoint_dir / "fingerprint.json"
+    same_run = marker.is_file() and json.loads(marker.read_text()) == json.loads(json.dumps(fingerprint))
+    if resume and same_run:
+        found = sorted((p for p in checkpoint_dir.iterdir() if re.fullmatch(r"checkpoint-\d+", p.name)),
+                       key=lambda p: int(p.name.split("-")[1]), reverse=True)
+        for checkpoint in found:
+            if _complete(checkpoint):
+                report({"event": "resume", "checkpoint": str(checkpoint)})
+                return str(checkpoint)
+            report({"event": "discard_incomplete_checkpoint", "checkpoint": str(checkpoint)})
+            shutil.rmtree(checkpoint)
+    if checkpoint_dir.exists() and any(checkpoint_dir.iterdir()):
+        report({"event": "discard_checkpoints", "reason": "resume off" if not resume else
+                "no complete checkpoint" if same_run else "different settings or inputs",
+                "checkpoint_dir": str(checkpoint_dir)})
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, fingerprint)
+    return None
+
+
+def loss_spike_stop_message(reason: str, checkpoint_dir: Path) -> str:
+    """Divergence error: what happened and where the last good state is (kept for inspection/resume)."""
+    import re
+
+    kept = sorted((p.name for p in Path(checkpoint_dir).glob("checkpoint-*") if _complete(p)),
+                  key=lambda n: int(re.sub(r"\D", "", n) or 0))
+    where = f"the last checkpoint saved before the divergence was seen is kept at {Path(checkpoint_dir) / kept[-1]}" if kept else \
+        "no checkpoint was saved before it"
+    return f"training diverged: {reason}; no adapter was written; {where}"

@@ -12,14 +12,18 @@ from ftassets.lib.files import sha256_bytes
 SPLITS = ("train", "validation", "test")
 
 
+def bucket(record_id: str, salt: str) -> float:
+    return int(sha256_bytes(f"{salt}:{record_id}".encode())[:8], 16) / 0xFFFFFFFF
+
+
 def assign_split(record_id: str, seed: int, test_fraction: float, validation_fraction: float,
                  hint: str | None = None) -> str:
     if hint in SPLITS:
         return hint
-    bucket = int(sha256_bytes(f"{seed}:{record_id}".encode())[:8], 16) / 0xFFFFFFFF
-    if bucket < test_fraction:
+    bucket_ = bucket(record_id, str(seed))
+    if bucket_ < test_fraction:
         return "test"
-    if bucket < test_fraction + validation_fraction:
+    if bucket_ < test_fraction + validation_fraction:
         return "validation"
     return "train"
 
@@ -37,7 +41,11 @@ def train_validation_split(records: list[dict], frozen_ids: set[str], seed: int,
                            validation_fraction: float) -> dict[str, list[dict]]:
     """Everything outside the frozen test set goes to train or validation by a seeded hash that does
     not depend on the test set (so a re-freeze never reshuffles training data). A record whose
-    `split_hint` is "test" but that is not frozen is held back from training, not trained on."""
+    `split_hint` is "test" but that is not frozen is held back from training, not trained on.
+
+    The validation hash is salted apart from the test hash: with the same hash, the lowest buckets
+    that would go to validation are exactly the ones the freeze already took for the test set, and
+    validation came out empty."""
     out = {"train": [], "validation": [], "test": [], "held_back": []}
     for record in records:
         hint = record.get("meta", {}).get("split_hint")
@@ -45,6 +53,8 @@ def train_validation_split(records: list[dict], frozen_ids: set[str], seed: int,
             out["test"].append(record)
         elif hint == "test":
             out["held_back"].append(record)
+        elif hint in ("train", "validation"):
+            out[hint].append(record)
         else:
-            out[assign_split(record["id"], seed, 0.0, validation_fraction, hint)].append(record)
+            out["validation" if bucket(record["id"], f"{seed}:validation") < validation_fraction else "train"].append(record)
     return out

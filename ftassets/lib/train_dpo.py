@@ -48,6 +48,8 @@ class DpoRecipeConfig:
     eval_steps: int = 10
     logging_steps: int = 5
     gradient_checkpointing: bool = False  # trades ~30% more compute for activation memory
+    checkpoint_dir: str = ""  # where checkpoints go (every eval_steps); default <output_dir>/checkpoints
+    resume: bool = True  # continue an interrupted run with the same settings and inputs from its last checkpoint
 
 
 def read_pairs(path: str, system_prompt: str) -> list[dict]:
@@ -98,23 +100,33 @@ def main(cfg: DpoRecipeConfig, report=print) -> dict:
 
     from ftassets.lib.files import write_json_atomic
     from ftassets.lib.models import load_tokenizer
-    from ftassets.lib.recipe_common import (DivergenceGuard, ProgressReporter, lora_config,
-                                            resolve_precision, summarize_history, trainable_parameters)
+    from ftassets.lib.recipe_checks import check_against_model, check_precision_device, check_settings
+    from ftassets.lib.recipe_common import (DivergenceGuard, ProgressReporter, lora_config, loss_spike_stop_message,
+                                            resolve_precision, resume_point, run_fingerprint, summarize_history,
+                                            trainable_parameters)
 
-    set_seed(cfg.seed)
+    check_settings(cfg)
     precision = resolve_precision(cfg.precision)
+    check_precision_device(precision)
+    check_against_model(cfg, cfg.base_model)
+    set_seed(cfg.seed)
     tokenizer = load_tokenizer(Path(cfg.base_model))
     model = sft_policy(cfg.base_model, cfg.sft_adapter)
     train, validation = load_pairs(cfg.pairs_file, cfg.system_prompt, cfg.validation_fraction, cfg.seed,
                                    cfg.validation_file)
     has_eval = validation is not None
+    checkpoints = Path(cfg.checkpoint_dir or Path(cfg.output_dir) / "checkpoints")
+    fingerprint = run_fingerprint(cfg, {"base_model": cfg.base_model, "sft_adapter": cfg.sft_adapter,
+                                        "pairs_file": cfg.pairs_file, "validation_file": cfg.validation_file})
+    resume_from = resume_point(checkpoints, fingerprint, cfg.resume, report)
     args = DPOConfig(
-        output_dir=str(Path(cfg.output_dir) / "checkpoints"), beta=cfg.beta, max_length=cfg.max_length,
+        output_dir=str(checkpoints), beta=cfg.beta, max_length=cfg.max_length,
         per_device_train_batch_size=cfg.micro_batch_size, per_device_eval_batch_size=cfg.micro_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio, num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps, seed=cfg.seed, data_seed=cfg.seed, logging_steps=cfg.logging_steps,
-        eval_strategy="steps" if has_eval else "no", eval_steps=cfg.eval_steps, save_strategy="no",
+        eval_strategy="steps" if has_eval else "no", eval_steps=cfg.eval_steps,
+        save_strategy="steps", save_steps=cfg.eval_steps, save_total_limit=2,
         bf16=precision == "bf16", fp16=precision == "fp16", report_to="none", disable_tqdm=True,
         dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=cfg.gradient_checkpointing,
@@ -125,12 +137,12 @@ def main(cfg: DpoRecipeConfig, report=print) -> dict:
                          peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules))
     trainable, total = trainable_parameters(trainer.model)
     started = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - started
     if guard.reason:
-        raise RuntimeError(f"DPO training diverged: {guard.reason}")
+        raise RuntimeError("DPO " + loss_spike_stop_message(guard.reason, checkpoints))
     out = Path(cfg.output_dir)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the adapter is the result; checkpoints only serve a resume
     trainer.model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     write_json_atomic(out / "adapter_stack.json", {"base_model": cfg.base_model, "merged_below": [cfg.sft_adapter]})
@@ -138,7 +150,7 @@ def main(cfg: DpoRecipeConfig, report=print) -> dict:
         "trainable_parameters": trainable, "total_parameters": total,
         "trainable_percent": round(100.0 * trainable / total, 4), "global_steps": trainer.state.global_step,
         "stop_reason": "max_steps", "final_train_loss": round(result.training_loss, 5),
-        "wall_time_s": round(wall, 2), "pairs": len(train), "precision": precision,
+        "wall_time_s": round(wall, 2), "pairs": len(train), "precision": precision, "resumed_from": resume_from,
         "config": dataclasses.asdict(cfg), **summarize_history(trainer.state.log_history),
     }
     write_json_atomic(out / "training_summary.json", summary)
@@ -149,9 +161,12 @@ def parse_args(argv=None) -> DpoRecipeConfig:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for f in dataclasses.fields(DpoRecipeConfig):
         required = f.default is dataclasses.MISSING
+        flag = "--" + f.name.replace("_", "-")
+        if str(f.type) == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+            continue
         kind = {"int": int, "float": float}.get(str(f.type), str)  # "str | None" stays str
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, required=required,
-                            default=None if required else f.default)
+        parser.add_argument(flag, type=kind, required=required, default=None if required else f.default)
     return DpoRecipeConfig(**vars(parser.parse_args(argv)))
 
 

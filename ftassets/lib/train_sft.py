@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ class SftRecipeConfig:
     gradient_checkpointing: bool = False  # trades ~30% more compute for activation memory
     qlora: bool = False
     task_weights: str = ""  # "incident_triage=2,ticket_summary=0.5": sampling weight per meta.task (default 1)
+    checkpoint_dir: str = ""  # where checkpoints go (every eval_steps); default <output_dir>/checkpoints
+    resume: bool = True  # continue an interrupted run with the same settings and inputs from its last checkpoint
 
 
 def to_prompt_completion(record: dict) -> dict:
@@ -91,12 +94,20 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
     from transformers import AutoModelForCausalLM, EarlyStoppingCallback, set_seed
     from trl import SFTConfig, SFTTrainer
 
+    from ftassets.lib.files import write_json_atomic
     from ftassets.lib.models import load_tokenizer, weights_files
-    from ftassets.lib.recipe_common import (DivergenceGuard, ProgressReporter, lora_config,
-                                            resolve_precision, trainable_parameters)
+    from ftassets.lib.recipe_checks import (check_against_model, check_precision_device, check_qlora_backend,
+                                            check_settings, check_target_modules)
+    from ftassets.lib.recipe_common import (DivergenceGuard, ProgressReporter, lora_config, loss_spike_stop_message,
+                                            resolve_precision, resume_point, run_fingerprint, trainable_parameters)
 
-    set_seed(cfg.seed)
+    check_settings(cfg)
     precision = resolve_precision(cfg.precision)
+    check_precision_device(precision)
+    check_against_model(cfg, cfg.base_model)
+    if cfg.qlora:
+        check_qlora_backend()
+    set_seed(cfg.seed)
     weights_files(Path(cfg.base_model))
     tokenizer = load_tokenizer(Path(cfg.base_model))
     load_kwargs = {"use_safetensors": True, "trust_remote_code": False, "dtype": torch.float32}
@@ -108,20 +119,25 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute)
     model = AutoModelForCausalLM.from_pretrained(cfg.base_model, **load_kwargs)
+    check_target_modules(model, cfg.target_modules)
     train = load_split(cfg.train_file, parse_task_weights(cfg.task_weights), cfg.seed)
     validation = load_split(cfg.validation_file)  # validation is never re-weighted
     if train is None:
         raise ValueError(f"{cfg.train_file}: no training examples")
     has_eval = validation is not None
+    checkpoints = Path(cfg.checkpoint_dir or Path(cfg.output_dir) / "checkpoints")
+    fingerprint = run_fingerprint(cfg, {"base_model": cfg.base_model, "train_file": cfg.train_file,
+                                        "validation_file": cfg.validation_file})
+    resume_from = resume_point(checkpoints, fingerprint, cfg.resume, report)
     args = SFTConfig(
-        output_dir=str(Path(cfg.output_dir) / "checkpoints"), max_length=cfg.max_length,
+        output_dir=str(checkpoints), max_length=cfg.max_length,
         per_device_train_batch_size=cfg.micro_batch_size, per_device_eval_batch_size=cfg.micro_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in v5
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps, seed=cfg.seed, data_seed=cfg.seed, logging_steps=cfg.logging_steps,
         eval_strategy="steps" if has_eval else "no", eval_steps=cfg.eval_steps,
-        save_strategy="steps" if has_eval else "no", save_steps=cfg.eval_steps, save_total_limit=2,
+        save_strategy="steps", save_steps=cfg.eval_steps, save_total_limit=2,
         load_best_model_at_end=has_eval, metric_for_best_model="eval_loss", greater_is_better=False,
         bf16=precision == "bf16", fp16=precision == "fp16", completion_only_loss=True,
         report_to="none", disable_tqdm=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
@@ -139,27 +155,39 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
     trainable, total = trainable_parameters(trainer.model)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+    tokens_before = _tokens_at(resume_from)
     started = time.perf_counter()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - started
     if guard.reason:
-        raise RuntimeError(f"training diverged: {guard.reason}; no adapter was written")
+        raise RuntimeError(loss_spike_stop_message(guard.reason, checkpoints))
     summary = _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the adapter is the result; checkpoints only serve a resume
+    tokens_now = summary["tokens_seen"] - tokens_before
+    summary.update(resumed_from=resume_from, resumed_at_step=_step_at(resume_from),
+                   tokens_per_s=round(tokens_now / wall, 2) if wall else None)
+    write_json_atomic(Path(cfg.output_dir) / "training_summary.json", summary)
     return summary
 
 
-def _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision) -> dict:
-    import shutil
+def _tokens_at(checkpoint: str | None) -> int:
+    if not checkpoint:
+        return 0
+    return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0) or 0)
 
+
+def _step_at(checkpoint: str | None) -> int | None:
+    return int(Path(checkpoint).name.split("-")[1]) if checkpoint else None
+
+
+def _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision) -> dict:
     import torch
 
-    from ftassets.lib.files import write_json_atomic
     from ftassets.lib.recipe_common import summarize_history
 
     out = Path(cfg.output_dir)
     trainer.model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
     state = trainer.state
     tokens = int(getattr(state, "num_input_tokens_seen", 0) or 0)
     history = summarize_history(state.log_history)
@@ -173,7 +201,6 @@ def _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision) 
         "tokens_per_s": round(tokens / wall, 2) if wall else None, "peak_memory_bytes": int(peak),
         "precision": precision, "config": dataclasses.asdict(cfg), **history,
     }
-    write_json_atomic(out / "training_summary.json", summary)
     return summary
 
 

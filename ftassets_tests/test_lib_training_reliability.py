@@ -1,0 +1,137 @@
+"""Training reliability on the tiny model: bad settings fail before training with the field named,
+a run killed with SIGKILL resumes to the same adapter, and the same inputs + seed give the same
+adapter bytes."""
+
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ftassets.lib import train_sft
+from ftassets.lib.recipe_checks import RecipeConfigError, check_settings
+from ftassets.lib.train_dpo import DpoRecipeConfig
+
+TRIAGE = ('Triage this incident. Reply with JSON only, with the keys "severity" (a number: the higher, the more '
+          'urgent), "component" (database, auth, network, storage, billing or ci) and "needs_oncall" (true or false).')
+
+
+def _write_split(path: Path, n: int, offset: int = 0) -> str:
+    rows = []
+    for i in range(offset, offset + n):
+        user = f"{TRIAGE}\nIncident {i}: the {['auth', 'ci', 'billing'][i % 3]} service fails for {i % 7 + 1} teams."
+        answer = json.dumps({"severity": i % 4 + 1, "component": ["auth", "ci", "billing"][i % 3],
+                             "needs_oncall": i % 2 == 0})
+        rows.append({"id": f"r{i}", "meta": {"task": "incident_triage"}, "messages": [
+            {"role": "system", "content": "You are the Nimbus platform support assistant."},
+            {"role": "user", "content": user}, {"role": "assistant", "content": answer}]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture
+def recipe_cfg(tmp_path, tiny_model_dir):
+    def make(**overrides):
+        base = dict(base_model=str(tiny_model_dir), train_file=_write_split(tmp_path / "train.jsonl", 48),
+                    validation_file=_write_split(tmp_path / "validation.jsonl", 8, offset=100),
+                    output_dir=str(tmp_path / "out"), max_steps=24, eval_steps=3, micro_batch_size=2,
+                    learning_rate=1e-3, logging_steps=1)
+        return train_sft.SftRecipeConfig(**{**base, **overrides})
+    return make
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("lora_r", 0, "lora_r=0: must be an integer >= 1"),
+    ("learning_rate", 0.0, "learning_rate=0.0: must be > 0"),
+    ("learning_rate", -1e-4, "learning_rate=-0.0001: must be > 0"),
+    ("lora_dropout", 1.0, "lora_dropout=1.0: must be in [0, 1)"),
+    ("warmup_ratio", 3.0, "warmup_ratio=3.0: must be a share"),
+    ("max_steps", 0, "max_steps=0: must be -1"),
+    ("precision", "int8", "precision='int8': must be auto"),
+    ("lr_scheduler", "cosinus", "lr_scheduler='cosinus': must be one of"),
+    ("micro_batch_size", 0, "micro_batch_size=0"),
+])
+def test_bad_settings_fail_naming_the_field(recipe_cfg, field, value, expected):
+    with pytest.raises(RecipeConfigError) as error:
+        check_settings(recipe_cfg(**{field: value}))
+    assert str(error.value).startswith(expected)
+
+
+def test_dpo_settings_are_checked_too(tmp_path):
+    cfg = DpoRecipeConfig(base_model="b", sft_adapter="a", pairs_file="p", output_dir="o", beta=0.0)
+    with pytest.raises(RecipeConfigError, match=r"^beta=0.0: must be > 0"):
+        check_settings(cfg)
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"max_length": 4096}, "max_length=4096: above the base model's context window of 2048 tokens"),
+    ({"target_modules": "q_proj,attn_out"}, "target_modules='q_proj,attn_out': no linear layer named attn_out"),
+])
+def test_model_dependent_settings_fail_before_training(recipe_cfg, overrides, expected):
+    cfg = recipe_cfg(**overrides)
+    with pytest.raises(RecipeConfigError) as error:
+        train_sft.main(cfg, report=lambda m: None)
+    assert str(error.value).startswith(expected)
+    assert not Path(cfg.output_dir, "checkpoints").exists()  # nothing started
+
+
+def _recipe_command(cfg) -> list[str]:
+    args = [sys.executable, "-m", "ftassets.lib.train_sft"]
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + field.name.replace("_", "-"))
+        elif value not in (None, ""):
+            args += [flag, str(value)]
+    return args
+
+
+def _run(cfg) -> bytes:
+    subprocess.run(_recipe_command(cfg), check=True, capture_output=True, timeout=600)
+    return Path(cfg.output_dir, "adapter_model.safetensors").read_bytes()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_adapter_and_runs_are_reproducible(recipe_cfg, tmp_path):
+    first = _run(recipe_cfg(output_dir=str(tmp_path / "a")))
+    second = _run(recipe_cfg(output_dir=str(tmp_path / "b")))
+    assert first == second  # same inputs, settings and seed: the same adapter bytes on CPU
+
+    checkpoints = tmp_path / "checkpoints"
+    killed = recipe_cfg(output_dir=str(tmp_path / "c"), checkpoint_dir=str(checkpoints))
+    process = subprocess.Popen(_recipe_command(killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (checkpoints / "checkpoint-6" / "trainer_state.json").exists():
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint-6 within 300 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not Path(killed.output_dir, "adapter_model.safetensors").exists()
+
+    resumed = _run(killed)
+    summary = json.loads(Path(killed.output_dir, "training_summary.json").read_text())
+    assert summary["resumed_at_step"] >= 6 and summary["global_steps"] == 24
+    assert resumed == first  # byte-identical to the uninterrupted run
+    assert not checkpoints.exists()  # finished: checkpoints removed
+
+
+def test_checkpoints_of_a_different_run_are_not_resumed(tmp_path):
+    from ftassets.lib.recipe_common import resume_point
+
+    events = []
+    (tmp_path / "ck" / "checkpoint-4").mkdir(parents=True)
+    (tmp_path / "ck" / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (tmp_path / "ck" / "fingerprint.json").write_text(json.dumps({"settings": {"lr": 1}, "inputs": {"train": "x"}}))
+    same = {"settings": {"lr": 1}, "inputs": {"train": "x"}}
+    assert resume_point(tmp_path / "ck", same, True, events.append) == str(tmp_path / "ck" / "checkpoint-4")
+    changed_data = {"settings": {"lr": 1}, "inputs": {"train": "y"}}
+    assert resume_point(tmp_path / "ck", changed_data, True, events.append) is None
+    assert events[-1]["reason"] == "different settings or inputs"
+    assert not (tmp_path / "ck" / "checkpoint-4").exists()
+    assert json.loads((tmp_path / "ck" / "fingerprint.json").read_text()) == changed_data
