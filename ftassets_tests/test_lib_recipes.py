@@ -64,3 +64,22 @@ def test_divergence_stops_without_checkpointing_the_diverged_weights(tmp_path):
     (tmp_path / "checkpoint-30").mkdir()  # cut off mid-write: no trainer_state.json
     message = loss_spike_stop_message("non-finite training loss inf at step 33", tmp_path)
     assert message.endswith(f"is kept at {tmp_path / 'checkpoint-20'}") and "no adapter was written" in message
+
+
+def test_template_audit_accepts_exactly_the_assistant_turn(tiny_tokenizer):
+    from ftassets.lib.template_audit import audit_example
+
+    prompt = [{"role": "system", "content": "You are the Nimbus support assistant."},
+              {"role": "user", "content": "Which port does the metrics agent use?"}]
+    completion = [{"role": "assistant", "content": "Port 9102."}]
+    ids = tiny_tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)["input_ids"]
+    prompt_len = len(tiny_tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
+                                                        return_dict=True)["input_ids"])
+    labels = lambda start: [-100] * start + ids[start:]  # noqa: E731
+    right = audit_example(tiny_tokenizer, prompt, completion, ids, labels(prompt_len))
+    assert right["round_trip"] and right["mask_exact"] and right["trained_tokens"] == len(ids) - prompt_len
+    header_leaks = audit_example(tiny_tokenizer, prompt, completion, ids, labels(prompt_len - 1))
+    answer_cut = audit_example(tiny_tokenizer, prompt, completion, ids, labels(prompt_len + 1))
+    truncated = audit_example(tiny_tokenizer, prompt, completion, ids[:-2], labels(prompt_len)[:-2])
+    assert not header_leaks["mask_exact"] and not answer_cut["mask_exact"]
+    assert not truncated["round_trip"] and not truncated["mask_exact"]

@@ -11,3 +11,57 @@ def test_bad_sft_setting_fails_the_step_before_launch(tmp_path):
     assert "lora_r=0: must be an integer >= 1" in str(failure.step_failure_data.error)
     assert not (tmp_path / "artifacts" / "sft_adapter").exists()
     assert not (tmp_path / "artifacts" / ".checkpoints").exists()
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: local, user: {token: not-a-secret}}]
+contexts: [{name: local, context: {cluster: local, user: local}}]
+current-context: local
+"""
+
+
+def test_kubernetes_launch_submits_the_recipe_pod(tmp_path, monkeypatch):
+    """The k8s launcher hands PipesK8sClient the pod it would run: recipe entry command, image, GPU
+    limit, the shared artifacts volume, offline env, and the Pipes context carrying the recipe config.
+    The Kubernetes API call is intercepted (no cluster here): the body it would send is checked."""
+    import dagster as dg
+    import kubernetes
+    from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, decode_env_var
+
+    from ftassets.defs.resources import ArtifactStore, PiiEngine, TrainingLauncher
+    from ftassets.definitions import defs
+
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    submitted = []
+
+    def create_namespaced_pod(self, namespace, body, **kwargs):
+        submitted.append((namespace, kubernetes.client.ApiClient().sanitize_for_serialization(body)))
+        raise RuntimeError("intercepted: no cluster in the test")
+
+    monkeypatch.setattr(kubernetes.client.CoreV1Api, "create_namespaced_pod", create_namespaced_pod)
+    artifacts = tmp_path / "artifacts"
+    launcher = TrainingLauncher(kind="k8s", image="registry.example/ftassets:0.1.0", namespace="ml-training",
+                                gpus=1, memory="32Gi", volume_claim="ftassets-artifacts", mount_path=str(artifacts),
+                                kubeconfig=str(tmp_path / "kubeconfig"))
+    result = dg.materialize(list(defs.assets), selection="sft_adapter", raise_on_error=False,
+                            resources={"store": ArtifactStore(data_dir=str(tmp_path), artifacts_dir=str(artifacts)),
+                                       "pii": PiiEngine(), "training_launcher": launcher},
+                            instance=dg.DagsterInstance.ephemeral())
+    assert not result.success and len(submitted) == 1
+    namespace, pod = submitted[0]
+    container = pod["spec"]["containers"][0]
+    assert namespace == "ml-training" and pod["spec"]["restartPolicy"] == "Never"
+    assert container["image"] == "registry.example/ftassets:0.1.0"
+    assert container["command"] == ["python", "-m", "ftassets.pipes_recipe"]
+    assert container["resources"] == {"limits": {"nvidia.com/gpu": "1"}, "requests": {"memory": "32Gi"}}
+    assert container["volumeMounts"] == [{"name": "artifacts", "mountPath": str(artifacts)}]
+    assert pod["spec"]["volumes"] == [{"name": "artifacts", "persistentVolumeClaim": {"claimName": "ftassets-artifacts"}}]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
+    context = decode_env_var(env[DAGSTER_PIPES_CONTEXT_ENV_VAR])["data"]  # the context travels inline in the env
+    assert context["extras"]["recipe"] == "sft"
+    assert context["extras"]["config"]["train_file"] == str(artifacts / "data_splits/train.jsonl")
+    assert context["extras"]["config"]["checkpoint_dir"] == str(artifacts / ".checkpoints/sft_adapter")
+    assert not (artifacts / "sft_adapter").exists()

@@ -3,6 +3,7 @@
 
 import functools
 import os
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -63,9 +64,67 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_
                "TOKENIZERS_PARALLELISM": "false"}
 
 
-def training_launcher() -> dg.PipesSubprocessClient:
-    """Runs a training recipe in a local subprocess through Dagster Pipes (offline, whatever the parent had)."""
-    return dg.PipesSubprocessClient(env=OFFLINE_ENV)
+PIPES_ENTRY = ["-m", "ftassets.pipes_recipe"]
+
+
+class TrainingLauncher(dg.ConfigurableResource):
+    """Where the training recipes run, always through Dagster Pipes: a local subprocess (default), or
+    a Kubernetes pod (`kind: k8s`, dagster-k8s `PipesK8sClient`) on a GPU node. The pod needs an image
+    with ftassets installed and the artifacts folder mounted at the same path (a shared volume claim),
+    because recipes read and write the paths the asset gives them. Select by env vars (see README)."""
+
+    kind: str = "subprocess"
+    image: str = ""
+    namespace: str = "default"
+    gpus: int = 0
+    cpu: str = ""
+    memory: str = ""
+    volume_claim: str = ""
+    mount_path: str = ""
+    kubeconfig: str = ""  # empty: in-cluster config, else ~/.kube/config
+
+    def command(self) -> list[str]:
+        return [sys.executable if self.kind == "subprocess" else "python", *PIPES_ENTRY]
+
+    def pod_spec(self) -> dict:
+        """The base pod spec handed to PipesK8sClient: GPU limit, requests, the shared artifacts volume."""
+        resources = {}
+        if self.gpus:
+            resources["limits"] = {"nvidia.com/gpu": str(self.gpus)}
+        requests = {k: v for k, v in (("cpu", self.cpu), ("memory", self.memory)) if v}
+        if requests:
+            resources["requests"] = requests
+        container = {"name": "training", "image": self.image, "resources": resources}
+        spec = {"containers": [container], "restart_policy": "Never"}
+        if self.volume_claim:
+            container["volume_mounts"] = [{"name": "artifacts", "mount_path": self.mount_path}]
+            spec["volumes"] = [{"name": "artifacts", "persistent_volume_claim": {"claim_name": self.volume_claim}}]
+        return spec
+
+    def launch(self, context: dg.AssetExecutionContext, recipe: str, config: dict) -> dict:
+        extras = {"recipe": recipe, "config": config}
+        if self.kind == "subprocess":
+            invocation = dg.PipesSubprocessClient(env=OFFLINE_ENV).run(context=context, command=self.command(),
+                                                                       extras=extras)
+        elif self.kind == "k8s":
+            from dagster_k8s import PipesK8sClient
+
+            if not self.image or not self.volume_claim or not self.mount_path:
+                raise ValueError("training_launcher kind k8s needs image, volume_claim and mount_path")
+            invocation = PipesK8sClient(kubeconfig_file=self.kubeconfig or None).run(context=context, extras=extras, command=self.command(),
+                                              namespace=self.namespace, env=OFFLINE_ENV, base_pod_spec=self.pod_spec())
+        else:
+            raise ValueError(f"training_launcher kind must be subprocess or k8s, got {self.kind!r}")
+        return dict(invocation.get_materialize_result().metadata or {})
+
+
+def training_launcher() -> TrainingLauncher:
+    env = os.environ.get
+    return TrainingLauncher(kind=env("FTASSETS_TRAINING_LAUNCHER", "subprocess"), image=env("FTASSETS_K8S_IMAGE", ""),
+                            namespace=env("FTASSETS_K8S_NAMESPACE", "default"), gpus=int(env("FTASSETS_K8S_GPUS", "1")),
+                            cpu=env("FTASSETS_K8S_CPU", ""), memory=env("FTASSETS_K8S_MEMORY", ""),
+                            volume_claim=env("FTASSETS_K8S_VOLUME_CLAIM", ""), mount_path=default_artifacts_dir(),
+                            kubeconfig=env("FTASSETS_K8S_KUBECONFIG", ""))
 
 
 def default_resources() -> dict:

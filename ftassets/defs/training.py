@@ -10,13 +10,12 @@ is materialized again with the same settings and inputs."""
 
 import dataclasses
 import json
-import sys
 
 import dagster as dg
 from pydantic import Field
 
 from ftassets.defs.common import package_versions, upstream_versions
-from ftassets.defs.resources import ArtifactStore
+from ftassets.defs.resources import ArtifactStore, TrainingLauncher
 from ftassets.lib import merge, train_dpo, train_sft
 from ftassets.lib.files import atomic_directory, read_jsonl, sha256_tree
 from ftassets.lib.models import load_model, load_tokenizer
@@ -27,13 +26,11 @@ GROUP = "training"
 POOL = "heavy_compute"
 
 
-def _launch(context: dg.AssetExecutionContext, launcher: dg.PipesSubprocessClient, recipe: str, cfg) -> dict:
+def _launch(context: dg.AssetExecutionContext, launcher: TrainingLauncher, recipe: str, cfg) -> dict:
     """Run a recipe through Pipes; settings are checked here first, so a bad field fails in the run
     before any process starts. Returns the metadata the recipe reported."""
     check_settings(cfg)
-    invocation = launcher.run(context=context, command=[sys.executable, "-m", "ftassets.pipes_recipe"],
-                              extras={"recipe": recipe, "config": dataclasses.asdict(cfg)})
-    return dict(invocation.get_materialize_result().metadata or {})
+    return launcher.launch(context, recipe, dataclasses.asdict(cfg))
 
 
 def _training_metadata(context: dg.AssetExecutionContext, path, reported: dict, inputs: list[str]) -> dict:
@@ -76,7 +73,7 @@ class SftConfig(dg.Config):
 @dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", "data_splits"], pool=POOL,
           description="LoRA adapter trained with trl SFTTrainer on the train split (loss on assistant tokens).")
 def sft_adapter(context: dg.AssetExecutionContext, config: SftConfig, store: ArtifactStore,
-                training_launcher: dg.PipesSubprocessClient) -> dg.MaterializeResult:
+                training_launcher: TrainingLauncher) -> dg.MaterializeResult:
     splits = store.artifact("data_splits")
     target = store.artifact("sft_adapter")
     with atomic_directory(target) as staging:
@@ -89,6 +86,18 @@ def sft_adapter(context: dg.AssetExecutionContext, config: SftConfig, store: Art
         reported = _launch(context, training_launcher, "sft", cfg)
     return dg.MaterializeResult(metadata=_training_metadata(context, target, reported, ["base_model", "data_splits"]),
                                 data_version=dg.DataVersion(sha256_tree(target)[:32]))
+
+
+@dg.asset_check(asset=sft_adapter, blocking=True,
+                description="Training used the base tokenizer's chat template: audited training examples decode back to "
+                            "the template's rendering and the loss covers exactly the final assistant turn.")
+def chat_template_loss_mask(store: ArtifactStore) -> dg.AssetCheckResult:
+    audit = json.loads((store.artifact("sft_adapter") / "training_summary.json").read_text())["template_audit"]
+    passed = audit["audited"] > 0 and audit["round_trip_ok"] == audit["mask_exact_ok"] == audit["audited"]
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata={
+        "value": min(audit["round_trip_ok"], audit["mask_exact_ok"]), "threshold": audit["audited"],
+        "round_trip_ok": audit["round_trip_ok"], "mask_exact_ok": audit["mask_exact_ok"],
+        "first_failure": dg.MetadataValue.json(audit["first_failure"] or {})})
 
 
 class DpoConfig(dg.Config):
@@ -111,7 +120,7 @@ class DpoConfig(dg.Config):
 @dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", sft_adapter, "preference_pairs"],
           pool=POOL, description="DPO LoRA adapter trained on top of the SFT policy (reference = SFT).")
 def dpo_adapter(context: dg.AssetExecutionContext, config: DpoConfig, store: ArtifactStore,
-                training_launcher: dg.PipesSubprocessClient) -> dg.MaterializeResult:
+                training_launcher: TrainingLauncher) -> dg.MaterializeResult:
     target = store.artifact("dpo_adapter")
     pairs = store.artifact("preference_pairs")
     with atomic_directory(target) as staging:

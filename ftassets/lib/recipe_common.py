@@ -125,11 +125,12 @@ def _complete(checkpoint: Path) -> bool:
         return False
 
 
-def resume_point(checkpoint_dir: Path, fingerprint: dict, resume: bool, report) -> str | None:
+def resume_point(checkpoint_dir: Path, fingerprint: dict, resume: bool, report, main_process: bool = True) -> str | None:
     """The newest complete checkpoint of an interrupted run with this fingerprint, or None.
 
     Checkpoints of a different run (other data, other settings) and checkpoints cut off mid-write
-    are removed, so a resumed run can only continue exactly the run that was interrupted."""
+    are removed, so a resumed run can only continue exactly the run that was interrupted. In a
+    multi-process launch only the main process cleans up (it runs first); the others only look."""
     import re
     import shutil
 
@@ -145,8 +146,12 @@ def resume_point(checkpoint_dir: Path, fingerprint: dict, resume: bool, report) 
             if _complete(checkpoint):
                 report({"event": "resume", "checkpoint": str(checkpoint)})
                 return str(checkpoint)
+            if not main_process:
+                continue
             report({"event": "discard_incomplete_checkpoint", "checkpoint": str(checkpoint)})
             shutil.rmtree(checkpoint)
+    if not main_process:
+        return None
     if checkpoint_dir.exists() and any(checkpoint_dir.iterdir()):
         report({"event": "discard_checkpoints", "reason": "resume off" if not resume else
                 "no complete checkpoint" if same_run else "different settings or inputs",

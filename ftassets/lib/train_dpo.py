@@ -95,6 +95,7 @@ def sft_policy(base_model: str, sft_adapter: str):
 
 def main(cfg: DpoRecipeConfig, report=print) -> dict:
     import torch
+    from accelerate import PartialState
     from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
 
@@ -118,7 +119,9 @@ def main(cfg: DpoRecipeConfig, report=print) -> dict:
     checkpoints = Path(cfg.checkpoint_dir or Path(cfg.output_dir) / "checkpoints")
     fingerprint = run_fingerprint(cfg, {"base_model": cfg.base_model, "sft_adapter": cfg.sft_adapter,
                                         "pairs_file": cfg.pairs_file, "validation_file": cfg.validation_file})
-    resume_from = resume_point(checkpoints, fingerprint, cfg.resume, report)
+    process = PartialState(cpu=not torch.cuda.is_available())  # one process, or one rank of `accelerate launch`
+    with process.main_process_first():
+        resume_from = resume_point(checkpoints, fingerprint, cfg.resume, report, process.is_main_process)
     args = DPOConfig(
         output_dir=str(checkpoints), beta=cfg.beta, max_length=cfg.max_length,
         per_device_train_batch_size=cfg.micro_batch_size, per_device_eval_batch_size=cfg.micro_batch_size,
@@ -141,6 +144,8 @@ def main(cfg: DpoRecipeConfig, report=print) -> dict:
     wall = time.perf_counter() - started
     if guard.reason:
         raise RuntimeError("DPO " + loss_spike_stop_message(guard.reason, checkpoints))
+    if not process.is_main_process:  # rank 0 writes the adapter and the summary
+        return {"rank": process.process_index, "global_steps": trainer.state.global_step}
     out = Path(cfg.output_dir)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the adapter is the result; checkpoints only serve a resume
     trainer.model.save_pretrained(out, safe_serialization=True)

@@ -91,9 +91,11 @@ def load_split(path: str | None, weights: dict[str, float] | None = None, seed: 
 
 def main(cfg: SftRecipeConfig, report=print) -> dict:
     import torch
+    from accelerate import PartialState
     from transformers import AutoModelForCausalLM, EarlyStoppingCallback, set_seed
     from trl import SFTConfig, SFTTrainer
 
+    from ftassets.lib import template_audit
     from ftassets.lib.files import write_json_atomic
     from ftassets.lib.models import load_tokenizer, weights_files
     from ftassets.lib.recipe_checks import (check_against_model, check_precision_device, check_qlora_backend,
@@ -128,7 +130,9 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
     checkpoints = Path(cfg.checkpoint_dir or Path(cfg.output_dir) / "checkpoints")
     fingerprint = run_fingerprint(cfg, {"base_model": cfg.base_model, "train_file": cfg.train_file,
                                         "validation_file": cfg.validation_file})
-    resume_from = resume_point(checkpoints, fingerprint, cfg.resume, report)
+    process = PartialState(cpu=not torch.cuda.is_available())  # one process, or one rank of `accelerate launch`
+    with process.main_process_first():
+        resume_from = resume_point(checkpoints, fingerprint, cfg.resume, report, process.is_main_process)
     args = SFTConfig(
         output_dir=str(checkpoints), max_length=cfg.max_length,
         per_device_train_batch_size=cfg.micro_batch_size, per_device_eval_batch_size=cfg.micro_batch_size,
@@ -152,6 +156,8 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
                          processing_class=tokenizer, peft_config=lora_config(
                              cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules),
                          callbacks=callbacks)
+    template = template_audit.audit(tokenizer, train, trainer.train_dataset)
+    report({"event": "template_audit", **{k: v for k, v in template.items() if k != "first_failure"}})
     trainable, total = trainable_parameters(trainer.model)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -161,13 +167,23 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
     wall = time.perf_counter() - started
     if guard.reason:
         raise RuntimeError(loss_spike_stop_message(guard.reason, checkpoints))
+    if not process.is_main_process:  # rank 0 writes the adapter and the summary
+        return {"rank": process.process_index, "global_steps": trainer.state.global_step}
     summary = _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the adapter is the result; checkpoints only serve a resume
     tokens_now = summary["tokens_seen"] - tokens_before
-    summary.update(resumed_from=resume_from, resumed_at_step=_step_at(resume_from),
-                   tokens_per_s=round(tokens_now / wall, 2) if wall else None)
+    quantized = _count_4bit(trainer.model) if cfg.qlora else 0
+    summary.update(template_audit=template, processes=process.num_processes, quantized_4bit_layers=quantized, resumed_from=resume_from,
+                   resumed_at_step=_step_at(resume_from), tokens_per_s=round(tokens_now / wall, 2) if wall else None)
     write_json_atomic(Path(cfg.output_dir) / "training_summary.json", summary)
     return summary
+
+
+def _count_4bit(model) -> int:
+    """bitsandbytes NF4 layers (peft's LoRA wrapper of one is also called Linear4bit: not counted)."""
+    import bitsandbytes as bnb
+
+    return sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
 
 
 def _tokens_at(checkpoint: str | None) -> int:
