@@ -25,6 +25,9 @@ def test_divergence_guard_stops_on_nan_and_spikes_only():
     assert _feed(DivergenceGuard(), real) is None
     # A loss that climbs far above where the run started is stopped even after a calm stretch.
     assert _feed(DivergenceGuard(), real + [9.5]) == len(real) + 1
+    # Up-weighted short tasks, then the first summary batch (a real 96-step run that the spike rule
+    # alone stopped at step 35): hard, not diverged.
+    assert _feed(DivergenceGuard(), [0.832, 0.5043, 0.3345, 0.1541, 0.1171, 0.7764, 2.923]) is None
 
 
 def test_precision_resolution():
