@@ -110,7 +110,8 @@ class DpoConfig(dg.Config):
     lora_alpha: int = Field(32, description="LoRA alpha")
     precision: str = Field("auto", description="auto, bf16, fp16 or fp32")
     seed: int = Field(42, description="Training seed")
-    eval_steps: int = Field(10, description="Validate every N steps")
+    eval_steps: int = Field(10, description="Validate (and checkpoint) every N steps")
+    early_stopping_patience: int = Field(3, description="Evaluations without improvement before stopping (0: off)")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% more compute")
     system_prompt: str = Field("You are the Nimbus platform support assistant. Be accurate and brief.",
                                description="System turn prepended to preference prompts that have none, as in the SFT data")

@@ -46,6 +46,7 @@ class DpoRecipeConfig:
     seed: int = 42
     validation_fraction: float = 0.1
     eval_steps: int = 10
+    early_stopping_patience: int = 3  # evaluations without a better validation loss before stopping (0: off)
     logging_steps: int = 5
     gradient_checkpointing: bool = False  # trades ~30% more compute for activation memory
     checkpoint_dir: str = ""  # where checkpoints go (every eval_steps); default <output_dir>/checkpoints
@@ -96,7 +97,7 @@ def sft_policy(base_model: str, sft_adapter: str):
 def main(cfg: DpoRecipeConfig, report=print) -> dict:
     import torch
     from accelerate import PartialState
-    from transformers import set_seed
+    from transformers import EarlyStoppingCallback, set_seed
     from trl import DPOConfig, DPOTrainer
 
     from ftassets.lib.files import write_json_atomic
@@ -130,13 +131,17 @@ def main(cfg: DpoRecipeConfig, report=print) -> dict:
         max_steps=cfg.max_steps, seed=cfg.seed, data_seed=cfg.seed, logging_steps=cfg.logging_steps,
         eval_strategy="steps" if has_eval else "no", eval_steps=cfg.eval_steps,
         save_strategy="steps", save_steps=cfg.eval_steps, save_total_limit=2,
+        load_best_model_at_end=has_eval, metric_for_best_model="eval_loss", greater_is_better=False,
         bf16=precision == "bf16", fp16=precision == "fp16", report_to="none", disable_tqdm=True,
         dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=cfg.gradient_checkpointing,
     )
     guard = DivergenceGuard()
+    callbacks = [guard, ProgressReporter(report)]
+    if has_eval and cfg.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train, eval_dataset=validation,
-                         processing_class=tokenizer, callbacks=[guard, ProgressReporter(report)],
+                         processing_class=tokenizer, callbacks=callbacks,
                          peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules))
     trainable, total = trainable_parameters(trainer.model)
     started = time.perf_counter()
@@ -154,7 +159,8 @@ def main(cfg: DpoRecipeConfig, report=print) -> dict:
     summary = {
         "trainable_parameters": trainable, "total_parameters": total,
         "trainable_percent": round(100.0 * trainable / total, 4), "global_steps": trainer.state.global_step,
-        "stop_reason": "max_steps", "final_train_loss": round(result.training_loss, 5),
+        "stop_reason": "max_steps" if trainer.state.global_step >= trainer.state.max_steps else "early_stop",
+        "final_train_loss": round(result.training_loss, 5),
         "wall_time_s": round(wall, 2), "pairs": len(train), "precision": precision, "resumed_from": resume_from,
         "config": dataclasses.asdict(cfg), **summarize_history(trainer.state.log_history),
     }

@@ -1,0 +1,107 @@
+"""Training throughput: the project's SFT recipe against a plain trl SFTTrainer script, side by side
+in one run, on the same base model, the same examples (one epoch over the first N training
+examples, so both process exactly the same tokens), the same LoRA config, batch size, schedule and
+loss (assistant turn only: the plain script uses trl's prompt/completion format, as trl documents).
+Each side runs in its own fresh process, one after the other. The mean training loss of the epoch is
+reported for both (the sample order differs: random vs length-grouped).
+
+    .venv/bin/python benchmarks/training_throughput.py --examples 160 --batch 8 [--append-results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.results import report  # noqa: E402
+
+PLAIN_TRL = r'''
+import json, sys, time
+from datasets import Dataset
+from peft import LoraConfig
+from trl import SFTConfig, SFTTrainer
+base, data, out, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+msgs = [json.loads(l)["messages"] for l in open(data) if l.strip()]
+rows = [{"prompt": m[:-1], "completion": m[-1:]} for m in msgs]
+args = SFTConfig(output_dir=out, per_device_train_batch_size=batch, num_train_epochs=1, learning_rate=2e-4,
+                 logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, max_length=512, seed=42,
+                 disable_tqdm=True, dataloader_num_workers=0)
+trainer = SFTTrainer(model=base, args=args, train_dataset=Dataset.from_list(rows),
+                     peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear",
+                                            task_type="CAUSAL_LM"))
+start = time.perf_counter(); trainer.train(); wall = time.perf_counter() - start
+losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+print("RESULT " + json.dumps({"wall": wall, "steps": trainer.state.global_step, "losses": losses}))
+'''
+
+OURS = r'''
+import json, sys, time
+from ftassets.lib.train_sft import SftRecipeConfig, main
+base, data, out, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+cfg = SftRecipeConfig(base_model=base, train_file=data, output_dir=out, micro_batch_size=batch, epochs=1,
+                      learning_rate=2e-4, logging_steps=1, warmup_ratio=0.0, lr_scheduler="linear", seed=42)
+summary = main(cfg, report=lambda m: None)
+print("RESULT " + json.dumps({"wall": summary["wall_time_s"], "steps": summary["global_steps"],
+                              "losses": [v for _, v in summary["train_loss_curve"]]}))
+'''
+
+
+def run(script: str, base: str, data: Path, batch: int) -> dict:
+    with tempfile.TemporaryDirectory() as out:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+               "PYTHONPATH": str(REPO)}
+        done = subprocess.run([sys.executable, "-c", script, base, str(data), out, str(batch)], env=env,
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(done.stderr[-3000:])
+        line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+        return json.loads(line[len("RESULT "):])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base-model", default=str(REPO / "data/artifacts/base_model"))
+    parser.add_argument("--train-file", default=str(REPO / "data/artifacts/data_splits/train.jsonl"))
+    parser.add_argument("--examples", type=int, default=160)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--append-results", action="store_true")
+    args = parser.parse_args()
+
+    from transformers import AutoTokenizer
+
+    rows = [json.loads(x) for x in Path(args.train_file).read_text().splitlines() if x.strip()][:args.examples]
+    tokenizer = AutoTokenizer.from_pretrained(args.base_model)
+    tokens = sum(len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
+                 for r in rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "train.jsonl"
+        data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        plain = run(PLAIN_TRL, args.base_model, data, args.batch)
+        ours = run(OURS, args.base_model, data, args.batch)
+    plain_tps, ours_tps = tokens / plain["wall"], tokens / ours["wall"]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"{len(rows)} examples, {tokens} tokens (no padding), batch {args.batch}, fp32, LoRA r16 all-linear")
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    print(f"plain trl: {plain['steps']} steps, {plain['wall']:.1f} s, {plain_tps:.1f} tokens/s, "
+          f"mean loss {mean(plain['losses']):.4f}")
+    print(f"ours:      {ours['steps']} steps, {ours['wall']:.1f} s, {ours_tps:.1f} tokens/s, "
+          f"mean loss {mean(ours['losses']):.4f}")
+    summary = (f"training vs plain trl: {ours_tps / plain_tps:.2f}x tokens/s (plain trl {plain_tps:.0f} tok/s, "
+               f"ours {ours_tps:.0f} tok/s; mean epoch loss {mean(plain['losses']):.3f} vs "
+               f"{mean(ours['losses']):.3f}; {len(rows)} examples, {tokens} tokens, batch {args.batch}, fp32, "
+               f"LoRA r16 all-linear, {time.strftime('%Y-%m-%d')})")
+    report(summary, f"python benchmarks/training_throughput.py --examples {args.examples} --batch {args.batch} "
+                    "--append-results", args.append_results)
+
+
+if __name__ == "__main__":
+    main()
