@@ -70,6 +70,7 @@ def test_dpo_settings_are_checked_too(tmp_path):
 @pytest.mark.parametrize("overrides, expected", [
     ({"max_length": 4096}, "max_length=4096: above the base model's context window of 2048 tokens"),
     ({"target_modules": "q_proj,attn_out"}, "target_modules='q_proj,attn_out': no linear layer named attn_out"),
+    ({"packing": True}, "packing=True: padding-free packing needs CUDA and the flash-attn package"),
 ])
 def test_model_dependent_settings_fail_before_training(recipe_cfg, overrides, expected):
     cfg = recipe_cfg(**overrides)

@@ -62,6 +62,7 @@ class SftConfig(dg.Config):
     eval_steps: int = Field(20, description="Validate every N steps")
     early_stopping_patience: int = Field(3, description="Evaluations without improvement before stopping")
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding)")
+    packing: bool = Field(False, description="Best-fit packing without padding (needs CUDA and flash-attn)")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% more compute")
     qlora: bool = Field(False, description="Load the base in 4-bit NF4 (bitsandbytes) and train LoRA on top")
     resume: bool = Field(True, description="Continue an interrupted run (same settings and inputs) from its last checkpoint")

@@ -97,3 +97,15 @@ def check_qlora_backend() -> None:
         _fail("qlora", True, f"bitsandbytes has no working 4-bit backend on this machine ({type(exc).__name__}: {exc})")
     if not error < 1.0:
         _fail("qlora", True, f"bitsandbytes NF4 round trip is wrong on this machine (max error {error:.3f})")
+
+
+def check_packing(packing: bool) -> None:
+    """trl packs best-fit into padding-free batches, which only FlashAttention 2/3 (CUDA) attends
+    correctly; with sdpa the packed examples would attend across each other's boundaries."""
+    import importlib.util
+
+    import torch
+
+    if packing and not (torch.cuda.is_available() and importlib.util.find_spec("flash_attn")):
+        _fail("packing", True, "padding-free packing needs CUDA and the flash-attn package; on this machine "
+                               "keep packing off (group_by_length already removes most padding)")

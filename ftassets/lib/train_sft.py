@@ -44,6 +44,7 @@ class SftRecipeConfig:
     early_stopping_patience: int = 3
     logging_steps: int = 5
     group_by_length: bool = True
+    packing: bool = False  # best-fit packing, padding-free: CUDA + FlashAttention only
     gradient_checkpointing: bool = False  # trades ~30% more compute for activation memory
     qlora: bool = False
     task_weights: str = ""  # "incident_triage=2,ticket_summary=0.5": sampling weight per meta.task (default 1)
@@ -98,8 +99,8 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
     from ftassets.lib import template_audit
     from ftassets.lib.files import write_json_atomic
     from ftassets.lib.models import load_tokenizer, weights_files
-    from ftassets.lib.recipe_checks import (check_against_model, check_precision_device, check_qlora_backend,
-                                            check_settings, check_target_modules)
+    from ftassets.lib.recipe_checks import (check_against_model, check_packing, check_precision_device,
+                                            check_qlora_backend, check_settings, check_target_modules)
     from ftassets.lib.recipe_common import (DivergenceGuard, ProgressReporter, lora_config, loss_spike_stop_message,
                                             resolve_precision, resume_point, run_fingerprint, trainable_parameters)
 
@@ -107,12 +108,15 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
     precision = resolve_precision(cfg.precision)
     check_precision_device(precision)
     check_against_model(cfg, cfg.base_model)
+    check_packing(cfg.packing)
     if cfg.qlora:
         check_qlora_backend()
     set_seed(cfg.seed)
     weights_files(Path(cfg.base_model))
     tokenizer = load_tokenizer(Path(cfg.base_model))
     load_kwargs = {"use_safetensors": True, "trust_remote_code": False, "dtype": torch.float32}
+    if cfg.packing:
+        load_kwargs["attn_implementation"] = "flash_attention_2"
     if cfg.qlora:
         from transformers import BitsAndBytesConfig
 
@@ -146,7 +150,7 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
         bf16=precision == "bf16", fp16=precision == "fp16", completion_only_loss=True,
         report_to="none", disable_tqdm=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
         include_num_input_tokens_seen=True, gradient_checkpointing=cfg.gradient_checkpointing,
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random", packing=cfg.packing,
     )
     guard = DivergenceGuard()
     callbacks = [guard, ProgressReporter(report)]
