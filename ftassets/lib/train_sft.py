@@ -2,11 +2,14 @@
 
 Loss is on the assistant's final turn only: each conversation becomes a conversational
 prompt/completion pair, so trl masks every prompt token. The chat template is the base tokenizer's
-own. Runs on its own, unchanged under `accelerate launch`:
+own, and the first rows of the trainer's tokenized data are audited against it. Settings are checked
+before the model loads; checkpoints every `eval_steps` carry a fingerprint of settings and inputs,
+so a killed run resumes where it stopped. Runs on its own, unchanged under `accelerate launch`:
 
     python -m ftassets.lib.train_sft --base-model data/artifacts/base_model \
         --train-file data/artifacts/data_splits/train.jsonl --output-dir /tmp/sft --max-steps 20
-    accelerate launch -m ftassets.lib.train_sft --base-model ... --train-file ... --output-dir ...
+    accelerate launch --config_file ftassets/launch_configs/cpu_2proc.yaml -m ftassets.lib.train_sft \
+        --base-model ... --train-file ... --output-dir ...
 """
 
 from __future__ import annotations
