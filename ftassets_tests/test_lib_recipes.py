@@ -55,7 +55,7 @@ def test_task_weights_scale_a_tasks_share_and_reject_bad_specs():
 
 
 def test_divergence_stops_without_checkpointing_the_diverged_weights(tmp_path):
-    from ftassets.lib.recipe_common import loss_spike_stop_message
+    from ftassets.lib.recipe_common import divergence_message
 
     guard, state, control = DivergenceGuard(), TrainerState(), TrainerControl()
     control.should_save = control.should_evaluate = True  # this step was due for a checkpoint
@@ -65,7 +65,7 @@ def test_divergence_stops_without_checkpointing_the_diverged_weights(tmp_path):
         (tmp_path / f"checkpoint-{step}").mkdir()
         (tmp_path / f"checkpoint-{step}/trainer_state.json").write_text("{}")
     (tmp_path / "checkpoint-30").mkdir()  # cut off mid-write: no trainer_state.json
-    message = loss_spike_stop_message("non-finite training loss inf at step 33", tmp_path)
+    message = divergence_message("non-finite training loss inf at step 33", tmp_path)
     assert message.endswith(f"is kept at {tmp_path / 'checkpoint-20'}") and "no adapter was written" in message
 
 

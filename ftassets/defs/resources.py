@@ -111,8 +111,9 @@ class TrainingLauncher(dg.ConfigurableResource):
 
             if not self.image or not self.volume_claim or not self.mount_path:
                 raise ValueError("training_launcher kind k8s needs image, volume_claim and mount_path")
-            invocation = PipesK8sClient(kubeconfig_file=self.kubeconfig or None).run(context=context, extras=extras, command=self.command(),
-                                              namespace=self.namespace, env=OFFLINE_ENV, base_pod_spec=self.pod_spec())
+            client = PipesK8sClient(kubeconfig_file=self.kubeconfig or None)
+            invocation = client.run(context=context, extras=extras, command=self.command(), namespace=self.namespace,
+                                    env=OFFLINE_ENV, base_pod_spec=self.pod_spec())
         else:
             raise ValueError(f"training_launcher kind must be subprocess or k8s, got {self.kind!r}")
         return dict(invocation.get_materialize_result().metadata or {})

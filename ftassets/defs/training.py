@@ -34,11 +34,12 @@ def _launch(context: dg.AssetExecutionContext, launcher: TrainingLauncher, recip
 
 
 def _training_metadata(context: dg.AssetExecutionContext, path, reported: dict, inputs: list[str]) -> dict:
+    """The recipe's reported scalars, plus what the summary file holds that is not a scalar: the loss
+    curves (numbers and a plot), the config, and the paper trail."""
     summary = json.loads((path / "training_summary.json").read_text())
     curves = {k: summary[k] for k in summary if k.endswith("_curve") or k.startswith("rewards_")}
-    scalar = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and k not in curves}
     plot = markdown_image(loss_curves_png(summary, context.asset_key.to_user_string()), "loss curves")
-    return {**reported, **scalar, "loss_curves": dg.MetadataValue.md(plot), "curves": dg.MetadataValue.json(curves),
+    return {**reported, "loss_curves": dg.MetadataValue.md(plot), "curves": dg.MetadataValue.json(curves),
             "config": dg.MetadataValue.json(summary["config"]), "path": dg.MetadataValue.path(str(path)),
             "package_versions": dg.MetadataValue.json(package_versions()),
             "input_versions": dg.MetadataValue.json(upstream_versions(context, inputs))}

@@ -116,7 +116,7 @@ class ContaminationIndex:
 
     def content(self, text: str) -> str:
         """The text without its template lines (or the whole text when nothing else is left)."""
-        lines = [x for x in text.splitlines() if normalize(x) and normalize(x) not in self.boilerplate]
+        lines = [x for x in text.splitlines() if (norm := normalize(x)) and norm not in self.boilerplate]
         return "\n".join(lines) if lines else text
 
     def add(self, key: str, text: str) -> None:

@@ -131,13 +131,24 @@ def _complete(checkpoint: Path) -> bool:
         return False
 
 
+def checkpoint_step(checkpoint: str | Path) -> int:
+    return int(Path(checkpoint).name.split("-")[1])
+
+
+def _checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """The Trainer's `checkpoint-<step>` folders, newest first."""
+    import re
+
+    found = (p for p in Path(checkpoint_dir).glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name))
+    return sorted(found, key=checkpoint_step, reverse=True)
+
+
 def resume_point(checkpoint_dir: Path, fingerprint: dict, resume: bool, report, main_process: bool = True) -> str | None:
     """The newest complete checkpoint of an interrupted run with this fingerprint, or None.
 
     Checkpoints of a different run (other data, other settings) and checkpoints cut off mid-write
     are removed, so a resumed run can only continue exactly the run that was interrupted. In a
     multi-process launch only the main process cleans up (it runs first); the others only look."""
-    import re
     import shutil
 
     from ftassets.lib.files import write_json_atomic
@@ -146,9 +157,7 @@ def resume_point(checkpoint_dir: Path, fingerprint: dict, resume: bool, report, 
     marker = checkpoint_dir / "fingerprint.json"
     same_run = marker.is_file() and json.loads(marker.read_text()) == json.loads(json.dumps(fingerprint))
     if resume and same_run:
-        found = sorted((p for p in checkpoint_dir.iterdir() if re.fullmatch(r"checkpoint-\d+", p.name)),
-                       key=lambda p: int(p.name.split("-")[1]), reverse=True)
-        for checkpoint in found:
+        for checkpoint in _checkpoints(checkpoint_dir):
             if _complete(checkpoint):
                 report({"event": "resume", "checkpoint": str(checkpoint)})
                 return str(checkpoint)
@@ -168,12 +177,24 @@ def resume_point(checkpoint_dir: Path, fingerprint: dict, resume: bool, report, 
     return None
 
 
-def loss_spike_stop_message(reason: str, checkpoint_dir: Path) -> str:
-    """Divergence error: what happened and where the last good state is (kept for inspection/resume)."""
-    import re
+def prepare_checkpoints(cfg, inputs: dict[str, str], report):
+    """Both recipes: where checkpoints go (`checkpoint_dir`, default `<output_dir>/checkpoints`), and
+    the checkpoint to resume from, decided by the main process first. Returns (process, checkpoint
+    dir, resume checkpoint or None); `process` is this process's accelerate state (one process, or
+    one rank of `accelerate launch`)."""
+    from accelerate import PartialState
 
-    kept = sorted((p.name for p in Path(checkpoint_dir).glob("checkpoint-*") if _complete(p)),
-                  key=lambda n: int(re.sub(r"\D", "", n) or 0))
-    where = f"the last checkpoint saved before the divergence was seen is kept at {Path(checkpoint_dir) / kept[-1]}" if kept else \
-        "no checkpoint was saved before it"
+    checkpoints = Path(cfg.checkpoint_dir or Path(cfg.output_dir) / "checkpoints")
+    fingerprint = run_fingerprint(cfg, inputs)
+    process = PartialState(cpu=not torch.cuda.is_available())
+    with process.main_process_first():
+        resume_from = resume_point(checkpoints, fingerprint, cfg.resume, report, process.is_main_process)
+    return process, checkpoints, resume_from
+
+
+def divergence_message(reason: str, checkpoint_dir: Path) -> str:
+    """Divergence error: what happened and where the last good state is (kept for inspection/resume)."""
+    kept = [p for p in _checkpoints(checkpoint_dir) if _complete(p)]
+    where = (f"the last checkpoint saved before the divergence was seen is kept at {kept[0]}" if kept
+             else "no checkpoint was saved before it")
     return f"training diverged: {reason}; no adapter was written; {where}"

@@ -20,10 +20,10 @@ def assign_split(record_id: str, seed: int, test_fraction: float, validation_fra
                  hint: str | None = None) -> str:
     if hint in SPLITS:
         return hint
-    bucket_ = bucket(record_id, str(seed))
-    if bucket_ < test_fraction:
+    position = bucket(record_id, str(seed))
+    if position < test_fraction:
         return "test"
-    if bucket_ < test_fraction + validation_fraction:
+    if position < test_fraction + validation_fraction:
         return "validation"
     return "train"
 
@@ -56,5 +56,6 @@ def train_validation_split(records: list[dict], frozen_ids: set[str], seed: int,
         elif hint in ("train", "validation"):
             out[hint].append(record)
         else:
-            out["validation" if bucket(record["id"], f"{seed}:validation") < validation_fraction else "train"].append(record)
+            in_validation = bucket(record["id"], f"{seed}:validation") < validation_fraction
+            out["validation" if in_validation else "train"].append(record)
     return out

@@ -96,15 +96,14 @@ def sft_policy(base_model: str, sft_adapter: str):
 
 def main(cfg: DpoRecipeConfig, report=print) -> dict:
     import torch
-    from accelerate import PartialState
     from transformers import EarlyStoppingCallback, set_seed
     from trl import DPOConfig, DPOTrainer
 
     from ftassets.lib.files import write_json_atomic
     from ftassets.lib.models import load_tokenizer
     from ftassets.lib.recipe_checks import check_against_model, check_precision_device, check_settings
-    from ftassets.lib.recipe_common import (DivergenceGuard, ProgressReporter, lora_config, loss_spike_stop_message,
-                                            resolve_precision, resume_point, run_fingerprint, summarize_history,
+    from ftassets.lib.recipe_common import (DivergenceGuard, ProgressReporter, divergence_message, lora_config,
+                                            prepare_checkpoints, resolve_precision, summarize_history,
                                             trainable_parameters)
 
     check_settings(cfg)
@@ -117,12 +116,9 @@ def main(cfg: DpoRecipeConfig, report=print) -> dict:
     train, validation = load_pairs(cfg.pairs_file, cfg.system_prompt, cfg.validation_fraction, cfg.seed,
                                    cfg.validation_file)
     has_eval = validation is not None
-    checkpoints = Path(cfg.checkpoint_dir or Path(cfg.output_dir) / "checkpoints")
-    fingerprint = run_fingerprint(cfg, {"base_model": cfg.base_model, "sft_adapter": cfg.sft_adapter,
-                                        "pairs_file": cfg.pairs_file, "validation_file": cfg.validation_file})
-    process = PartialState(cpu=not torch.cuda.is_available())  # one process, or one rank of `accelerate launch`
-    with process.main_process_first():
-        resume_from = resume_point(checkpoints, fingerprint, cfg.resume, report, process.is_main_process)
+    process, checkpoints, resume_from = prepare_checkpoints(
+        cfg, {"base_model": cfg.base_model, "sft_adapter": cfg.sft_adapter, "pairs_file": cfg.pairs_file,
+              "validation_file": cfg.validation_file}, report)
     args = DPOConfig(
         output_dir=str(checkpoints), beta=cfg.beta, max_length=cfg.max_length,
         per_device_train_batch_size=cfg.micro_batch_size, per_device_eval_batch_size=cfg.micro_batch_size,
@@ -148,7 +144,7 @@ def main(cfg: DpoRecipeConfig, report=print) -> dict:
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - started
     if guard.reason:
-        raise RuntimeError("DPO " + loss_spike_stop_message(guard.reason, checkpoints))
+        raise RuntimeError("DPO " + divergence_message(guard.reason, checkpoints))
     if not process.is_main_process:  # rank 0 writes the adapter and the summary
         return {"rank": process.process_index, "global_steps": trainer.state.global_step}
     out = Path(cfg.output_dir)

@@ -95,7 +95,6 @@ def load_split(path: str | None, weights: dict[str, float] | None = None, seed: 
 
 def main(cfg: SftRecipeConfig, report=print) -> dict:
     import torch
-    from accelerate import PartialState
     from transformers import AutoModelForCausalLM, EarlyStoppingCallback, set_seed
     from trl import SFTConfig, SFTTrainer
 
@@ -104,8 +103,8 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
     from ftassets.lib.models import load_tokenizer, weights_files
     from ftassets.lib.recipe_checks import (check_against_model, check_packing, check_precision_device,
                                             check_qlora_backend, check_settings, check_target_modules)
-    from ftassets.lib.recipe_common import (DivergenceGuard, ProgressReporter, lora_config, loss_spike_stop_message,
-                                            resolve_precision, resume_point, run_fingerprint, trainable_parameters)
+    from ftassets.lib.recipe_common import (DivergenceGuard, ProgressReporter, checkpoint_step, divergence_message,
+                                            lora_config, prepare_checkpoints, resolve_precision, trainable_parameters)
 
     check_settings(cfg)
     precision = resolve_precision(cfg.precision)
@@ -134,12 +133,9 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
     if train is None:
         raise ValueError(f"{cfg.train_file}: no training examples")
     has_eval = validation is not None
-    checkpoints = Path(cfg.checkpoint_dir or Path(cfg.output_dir) / "checkpoints")
-    fingerprint = run_fingerprint(cfg, {"base_model": cfg.base_model, "train_file": cfg.train_file,
-                                        "validation_file": cfg.validation_file})
-    process = PartialState(cpu=not torch.cuda.is_available())  # one process, or one rank of `accelerate launch`
-    with process.main_process_first():
-        resume_from = resume_point(checkpoints, fingerprint, cfg.resume, report, process.is_main_process)
+    process, checkpoints, resume_from = prepare_checkpoints(
+        cfg, {"base_model": cfg.base_model, "train_file": cfg.train_file, "validation_file": cfg.validation_file},
+        report)
     args = SFTConfig(
         output_dir=str(checkpoints), max_length=cfg.max_length,
         per_device_train_batch_size=cfg.micro_batch_size, per_device_eval_batch_size=cfg.micro_batch_size,
@@ -173,15 +169,14 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - started
     if guard.reason:
-        raise RuntimeError(loss_spike_stop_message(guard.reason, checkpoints))
+        raise RuntimeError(divergence_message(guard.reason, checkpoints))
     if not process.is_main_process:  # rank 0 writes the adapter and the summary
         return {"rank": process.process_index, "global_steps": trainer.state.global_step}
-    summary = _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision)
+    summary = _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision, tokens_before)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the adapter is the result; checkpoints only serve a resume
-    tokens_now = summary["tokens_seen"] - tokens_before
-    quantized = _count_4bit(trainer.model) if cfg.qlora else 0
-    summary.update(template_audit=template, processes=process.num_processes, quantized_4bit_layers=quantized, resumed_from=resume_from,
-                   resumed_at_step=_step_at(resume_from), tokens_per_s=round(tokens_now / wall, 2) if wall else None)
+    summary.update(template_audit=template, processes=process.num_processes, resumed_from=resume_from,
+                   resumed_at_step=checkpoint_step(resume_from) if resume_from else None,
+                   quantized_4bit_layers=_count_4bit(trainer.model) if cfg.qlora else 0)
     write_json_atomic(Path(cfg.output_dir) / "training_summary.json", summary)
     return summary
 
@@ -199,11 +194,9 @@ def _tokens_at(checkpoint: str | None) -> int:
     return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0) or 0)
 
 
-def _step_at(checkpoint: str | None) -> int | None:
-    return int(Path(checkpoint).name.split("-")[1]) if checkpoint else None
-
-
-def _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision) -> dict:
+def _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision, tokens_before: int) -> dict:
+    """Save the adapter and summarize; tokens/s counts only the tokens this process trained on (a
+    resumed run starts with the checkpoint's count)."""
     import torch
 
     from ftassets.lib.recipe_common import summarize_history
@@ -221,7 +214,7 @@ def _finish(trainer, tokenizer, cfg, result, wall, trainable, total, precision) 
         "trainable_percent": round(100.0 * trainable / total, 4),
         "global_steps": state.global_step, "stop_reason": stop, "final_train_loss": round(result.training_loss, 5),
         "tokens_seen": tokens, "wall_time_s": round(wall, 2),
-        "tokens_per_s": round(tokens / wall, 2) if wall else None, "peak_memory_bytes": int(peak),
+        "tokens_per_s": round((tokens - tokens_before) / wall, 2) if wall else None, "peak_memory_bytes": int(peak),
         "precision": precision, "config": dataclasses.asdict(cfg), **history,
     }
     return summary
