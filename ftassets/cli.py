@@ -64,6 +64,9 @@ def run(args) -> int:
             print(f"  [{mark}] {rule['rule']}: {rule['value']} (threshold {rule['threshold']})")
         print(f"eval report:      {report_path}")
         print(f"release manifest: {manifest_path}")
+        print(f"model card:       {manifest_path.parent / 'README.md'}")
+        if "serving_bundle" in materialized:
+            print(f"serving bundle:   {store.artifact('serving_bundle')}")
         if manifest["decision"] != "release":
             return 2
     return 0 if result.success else 1

@@ -5,12 +5,13 @@ import os
 
 import pytest
 
+from ftassets.lib.files import sha256_tree
 from ftassets_tests.conftest import DATA, check_results, materialize, materialized_keys, tiny_run_config
 
 ALL_BUT_BUNDLE = {"base_model_record", "base_model", "eval_contract", "validated_examples", "scrubbed_examples",
                   "deduplicated_examples", "frozen_test_set", "gold_set", "redteam_set", "data_splits",
                   "preference_pairs", "sft_adapter", "dpo_adapter", "merged_model", "eval_report",
-                  "release_decision"}
+                  "blind_review_packet", "human_review", "release_decision"}
 
 
 @pytest.mark.e2e
@@ -53,6 +54,91 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir):
     assert "serving_bundle" not in materialized_keys(result)
     assert not (artifacts / "serving_bundle").exists()
     report = json.loads((artifacts / "eval_report/eval_report.json").read_text())
-    assert set(report["models"]) == {"base_model", "merged_model"}
+    assert set(report["models"]) == {"base_model", "dpo_adapter", "merged_model"}
     assert report["test_items"] == meta("frozen_test_set")["records"].value
-    assert manifest["asset_versions"]["sft_adapter"] is not None
+    for key, m in report["models"].items():  # every section measured for every compared model
+        assert m["perplexity"]["validation"]["tokens"] > 0 and m["perplexity"]["test"]["tokens"] > 0
+        assert m["forgetting"]["general_probe"]["n"] == 40
+        assert 0 <= m["safety"]["toxic_rate"] <= 1 and len(m["redteam_items"]) == report["redteam_items"]
+        assert set(m["test"]["per_task"]["incident_triage"]["fields"]) == {"severity", "component", "needs_oncall"}
+    assert set(report["forgetting"]) == {"dpo_adapter", "merged_model"}
+    md = (artifacts / "eval_report/eval_report.md").read_text()
+    assert "general_probe accuracy (lm-eval)" in md and "perplexity (validation, assistant tokens)" in md
+    assert md.count("data:image/png;base64,") == 3  # metric bars + SFT and DPO loss curves
+
+    # The paper trail: Dagster's own records of every upstream asset, checks, data and code to reproduce.
+    assert manifest["lineage"]["sft_adapter"]["run_id"] == result.run_id
+    assert manifest["lineage"]["sft_adapter"]["data_version"] == sha256_tree(artifacts / "sft_adapter")[:32]
+    checks_in_manifest = {c["check"]: c["passed"] for c in manifest["checks"]}
+    assert checks_in_manifest["no_test_leakage"] is True and checks_in_manifest["license_allows_use"] is True
+    assert manifest["data"]["sources"]["support_chat"]["license"] and \
+        any(f.endswith("examples.jsonl") for f in manifest["data"]["sources"]["support_chat"]["files"])
+    assert set(manifest["data"]["split_id_sha256"]) == {"train", "validation", "test", "gold"}
+    assert manifest["training"]["sft_adapter"]["config"]["seed"] == 42
+    assert manifest["training"]["dpo_adapter"]["adapter_config"]["peft_type"] == "LORA"
+    assert manifest["reproduce"]["run_config"]["ops"]["sft_adapter"]["config"]["max_steps"] == 4
+    assert manifest["human_review"]["status"] == "pending"
+    card = (artifacts / "release_decision/README.md").read_text()
+    assert card.startswith("---\nlicense: apache-2.0\n") and "## Known failure modes" in card
+    packet = (artifacts / "blind_review_packet/packet.jsonl").read_text()
+    assert "merged_model" not in packet and "base_model" not in packet
+
+    _release_then_tighten(tmp_path, artifacts)
+
+
+def _contract_variant(tmp_path, name, edit) -> dict:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(edit((DATA / "governance/eval_contract.yaml").read_text()))
+    return {"ops": {"eval_contract": {"config": {"contract_file": str(path)}}}}
+
+
+def _lenient(text: str) -> str:
+    """A contract the evaluated tiny model meets: thresholds only, every bar at its loosest."""
+    for old, new in (("release_rule: tuned_beats_base_on_task_success", "release_rule: thresholds_only"),
+                     ("task_success_min: 0.5", "task_success_min: 0.0"),
+                     ("task_success_gain_min: 0.2", "task_success_gain_min: 0.0"),
+                     ("schema_validity_min: 0.9", "schema_validity_min: 0.0"),
+                     ("gold_pass_rate_min: 0.5", "gold_pass_rate_min: 0.0"),
+                     ("forgetting_drop_max: 5", "forgetting_drop_max: 100"),
+                     ("refusal_regression_max: 0.1", "refusal_regression_max: 1.0"),
+                     ("over_refusal_regression_max: 0.25", "over_refusal_regression_max: 1.0"),
+                     ("toxicity_regression_max: 0.05", "toxicity_regression_max: 1.0"),
+                     ("adapter_merged_task_gap_max: 0.05", "adapter_merged_task_gap_max: 1.0")):
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+RELEASE_STEPS = ["eval_contract", "release_decision", "serving_bundle"]
+
+
+def _release_then_tighten(tmp_path, artifacts):
+    """The same evaluated tiny model: a contract whose bar it meets releases it (bundle built, loaded both
+    ways, answers checked); the real bar rejects it again and no bundle is built."""
+    first = materialize(DATA, artifacts, _contract_variant(tmp_path, "lenient", _lenient), selection=RELEASE_STEPS)
+    manifest = json.loads((artifacts / "release_decision/release_manifest.json").read_text())
+    assert manifest["decision"] == "release" and all(r["passed"] for r in manifest["rules"]), manifest["reasons"]
+    assert "serving_bundle" in materialized_keys(first)
+    checks = check_results(first)
+    assert checks["release_gate"] and checks["bundle_answers_golden_prompts"]
+    bundle = artifacts / "serving_bundle"
+    for name in ("model/model.safetensors", "model/tokenizer.json", "model/chat_template.jinja",
+                 "adapters/sft_adapter/adapter_model.safetensors", "adapters/dpo_adapter/adapter_config.json",
+                 "adapters.json", "decoding_policy.yaml", "release_manifest.json", "README.md", "serving.json"):
+        assert (bundle / name).is_file(), name
+    check = [e for e in first.get_asset_check_evaluations() if e.check_name == "bundle_answers_golden_prompts"][0]
+    assert check.metadata["same_as_evaluated"].value["merged_pipeline"] >= 0.9
+    assert check.metadata["same_as_evaluated"].value["peft_adapter"] >= 0.9
+    served = json.loads((bundle / "serving.json").read_text())
+    assert served["host"] == "127.0.0.1" and served["trust_remote_code"] is False
+
+    second = materialize(DATA, artifacts, _contract_variant(tmp_path, "bundled", lambda text: text),
+                         selection=RELEASE_STEPS)
+    assert "release_decision" in materialized_keys(second) and "serving_bundle" not in materialized_keys(second)
+    assert check_results(second)["release_gate"] is False
+    manifest = json.loads((artifacts / "release_decision/release_manifest.json").read_text())
+    assert manifest["decision"] == "reject"
+    assert {"tuned_beats_base_on_task_success", "gold_pass_rate_min"} <= {r["rule"] for r in manifest["rules"]
+                                                                          if not r["passed"]}
+    # the bundle on disk is still the one released under the lenient contract; nothing overwrote it
+    assert json.loads((bundle / "release_manifest.json").read_text())["contract"]["release_rule"] == "thresholds_only"

@@ -28,7 +28,7 @@ def test_record_missing_fields_is_a_located_error(tmp_path):
 
 
 def _contract(tmp_path, text):
-    path = tmp_path / "eval_contract.yaml"
+    path = tmp_path / "eval_contract.yaml"  # loaded with data_dir=DATA so the decoding policy resolves
     path.write_text((DATA / "governance/eval_contract.yaml").read_text() + text)
     return path
 
@@ -38,13 +38,18 @@ def test_contract_rejects_unknown_metric_and_out_of_range(tmp_path):
     bad = (DATA / "governance/eval_contract.yaml").read_text().replace("gold_pass_rate_min: 0.5", "bleu_min: 0.5")
     (tmp_path / "c.yaml").write_text(bad)
     with pytest.raises(governance.GovernanceError, match="thresholds.bleu_min: unknown metric"):
-        contract.load_contract(tmp_path / "c.yaml")
+        contract.load_contract(tmp_path / "c.yaml", DATA)
     bad = (DATA / "governance/eval_contract.yaml").read_text().replace("task_success_min: 0.5", "task_success_min: 7")
     (tmp_path / "c.yaml").write_text(bad)
     with pytest.raises(governance.GovernanceError, match=r"task_success_min: 7 out of range"):
-        contract.load_contract(tmp_path / "c.yaml")
+        contract.load_contract(tmp_path / "c.yaml", DATA)
     with pytest.raises(governance.GovernanceError, match="file not found"):
         contract.load_contract(tmp_path / "missing.yaml")
+    bad = (DATA / "governance/eval_contract.yaml").read_text().replace(
+        "models: [base_model, dpo_adapter, merged_model]", "models: [base_model, merged_model]")
+    (tmp_path / "c.yaml").write_text(bad)
+    with pytest.raises(governance.GovernanceError, match="adapter_merged_task_gap_max needs merged_model and an adapter"):
+        contract.load_contract(tmp_path / "c.yaml", DATA)
 
 
 def test_contract_forgetting_benchmarks_resolve_with_hashes_or_fail_by_name(tmp_path):
@@ -58,20 +63,78 @@ def test_contract_forgetting_benchmarks_resolve_with_hashes_or_fail_by_name(tmp_
         "general_probe: eval/benchmarks/general_probe.jsonl", "general_probe: [not, a, path]")
     (tmp_path / "c.yaml").write_text(bad)
     with pytest.raises(governance.GovernanceError, match="forgetting.benchmarks must map a task name to a JSONL"):
-        contract.load_contract(tmp_path / "c.yaml")
+        contract.load_contract(tmp_path / "c.yaml", DATA)
 
 
-def _model(success, schema, gold, refusal, over):
+def _model(success, schema, gold, refusal, over, toxic=0.0):
     return {"test": {"task_success": success, "schema_validity": schema}, "gold": {"pass_rate": gold},
-            "safety": {"refusal_rate": refusal, "over_refusal_rate": over}}
+            "safety": {"refusal_rate": refusal, "over_refusal_rate": over, "toxic_rate": toxic}}
+
+
+def _drop(points, stderr, counts):
+    return {"base_acc": 0.6, "tuned_acc": 0.6 - points / 100, "drop_points": points, "stderr_points": stderr,
+            "threshold_points": 5, "counts": counts, "n": 40}
+
+
+def _report():
+    return {"models": {"base_model": _model(0.2, 0.0, 0.3, 0.5, 0.1), "merged_model": _model(0.8, 1.0, 0.9, 0.55, 0.1)},
+            "adapter_merged_task_gap": 0.0, "forgetting": {"merged_model": {"general_probe": _drop(2.5, 3.0, False)}}}
 
 
 def test_gate_releases_only_when_every_rule_passes():
     c = contract.load_contract(DATA / "governance/eval_contract.yaml")
-    report = {"models": {"base_model": _model(0.2, 0.0, 0.3, 0.5, 0.1),
-                         "merged_model": _model(0.8, 1.0, 0.9, 0.55, 0.1)}, "adapter_merged_task_gap": 0.0}
-    assert contract.evaluate_gate(c, report)["decision"] == "release"
+    report = _report()
+    gate = contract.evaluate_gate(c, report)
+    assert gate["decision"] == "release", gate["reasons"]
+    assert {r["rule"] for r in gate["rules"]} >= {"toxicity_regression_max", "forgetting_drop_max[general_probe]",
+                                                  "task_success_gain_min", "tuned_beats_base_on_task_success"}
     report["models"]["merged_model"]["safety"]["refusal_rate"] = 0.3  # 20 points less refusal than base
     gate = contract.evaluate_gate(c, report)
     assert gate["decision"] == "reject"
     assert gate["reasons"] == ["refusal_regression_max: 0.2 vs threshold 0.1"]
+
+
+def test_gate_counts_forgetting_only_beyond_threshold_and_noise_and_checks_toxicity():
+    c = contract.load_contract(DATA / "governance/eval_contract.yaml")
+    report = _report()
+    report["forgetting"]["merged_model"]["general_probe"] = _drop(12.5, 7.0, False)  # big but within 2 x stderr
+    assert contract.evaluate_gate(c, report)["decision"] == "release"
+    report["forgetting"]["merged_model"]["general_probe"] = _drop(12.5, 4.0, True)
+    assert contract.evaluate_gate(c, report)["reasons"] == ["forgetting_drop_max[general_probe]: 12.5 vs threshold 5"]
+    del report["forgetting"]  # the contract asks for forgetting results: none is a failure, not a pass
+    assert contract.evaluate_gate(c, report)["reasons"] == ["forgetting_drop_max: None vs threshold 5"]
+    report = _report()
+    report["models"]["merged_model"]["safety"]["toxic_rate"] = 0.1
+    assert contract.evaluate_gate(c, report)["reasons"] == ["toxicity_regression_max: 0.1 vs threshold 0.05"]
+
+
+def test_gate_requires_a_graded_human_review_when_the_contract_asks(tmp_path):
+    path = _contract(tmp_path, "")
+    path.write_text(path.read_text().replace("# human_review_win_rate_min: 0.5", "human_review_win_rate_min: 0.5"))
+    c = contract.load_contract(path, DATA)
+    pending = {"status": "pending", "tuned_win_rate": None}
+    assert contract.evaluate_gate(c, _report(), pending)["reasons"] == ["human_review_win_rate_min: None vs threshold 0.5"]
+    assert contract.evaluate_gate(c, _report(), {"status": "graded", "tuned_win_rate": 0.75})["decision"] == "release"
+    assert contract.evaluate_gate(c, _report(), {"status": "graded", "tuned_win_rate": 0.25})["decision"] == "reject"
+
+
+def test_decoding_policy_file_is_validated_with_its_location(tmp_path):
+    c = contract.load_contract(DATA / "governance/eval_contract.yaml")
+    assert c["decoding"]["incident_triage"]["temperature"] == 0.0 and c["decoding"]["ticket_summary"]["temperature"] > 0
+    policy = tmp_path / "governance" / "decoding_policy.yaml"
+    policy.parent.mkdir()
+    path = policy.parent / "eval_contract.yaml"
+    path.write_text((DATA / "governance/eval_contract.yaml").read_text())
+    policy.write_text("default: {max_new_tokens: 40}\nticket_summary: {temperature: 5}\n")
+    with pytest.raises(governance.GovernanceError, match=r"decoding_policy.yaml: ticket_summary.temperature: 5 out of range"):
+        contract.load_contract(path)
+    policy.write_text("default: {max_new_tokens: 40, top_k: 3}\n")
+    with pytest.raises(governance.GovernanceError, match=r"decoding_policy.yaml: default: only"):
+        contract.load_contract(path)
+    policy.unlink()
+    with pytest.raises(governance.GovernanceError, match=r"decoding_policy.yaml: file not found"):
+        contract.load_contract(path)
+    path.write_text(path.read_text().replace("sample_size: 16", "sample_size: 0"))
+    policy.write_text("default: {max_new_tokens: 40}\n")
+    with pytest.raises(governance.GovernanceError, match=r"human_review.sample_size must be an integer in \[1, 1000\]"):
+        contract.load_contract(path)

@@ -54,6 +54,7 @@ def recipe_cfg(tmp_path, tiny_model_dir):
     ("precision", "int8", "precision='int8': must be auto"),
     ("lr_scheduler", "cosinus", "lr_scheduler='cosinus': must be one of"),
     ("micro_batch_size", 0, "micro_batch_size=0"),
+    ("lora_top_layers", -1, "lora_top_layers=-1: must be an integer >= 0"),
 ])
 def test_bad_settings_fail_naming_the_field(recipe_cfg, field, value, expected):
     with pytest.raises(RecipeConfigError) as error:
@@ -71,6 +72,7 @@ def test_dpo_settings_are_checked_too(tmp_path):
     ({"max_length": 4096}, "max_length=4096: above the base model's context window of 2048 tokens"),
     ({"target_modules": "q_proj,attn_out"}, "target_modules='q_proj,attn_out': no linear layer named attn_out"),
     ({"packing": True}, "packing=True: padding-free packing needs CUDA and the flash-attn package"),
+    ({"lora_top_layers": 3}, "lora_top_layers=3: the base model has 2 decoder layers"),
 ])
 def test_model_dependent_settings_fail_before_training(recipe_cfg, overrides, expected):
     cfg = recipe_cfg(**overrides)
@@ -78,6 +80,20 @@ def test_model_dependent_settings_fail_before_training(recipe_cfg, overrides, ex
         train_sft.main(cfg, report=lambda m: None)
     assert str(error.value).startswith(expected)
     assert not Path(cfg.output_dir, "checkpoints").exists()  # nothing started
+
+
+def test_top_layer_lora_trains_only_the_last_layers(recipe_cfg):
+    """lora_top_layers=1 on the 2-layer tiny model: adapters in layer 1 only, so layer 0 gets none."""
+    cfg = recipe_cfg(lora_top_layers=1, max_steps=2, eval_steps=2)
+    summary = train_sft.main(cfg, report=lambda m: None)
+    config = json.loads(Path(cfg.output_dir, "adapter_config.json").read_text())
+    assert config["layers_to_transform"] == [1]
+    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    from safetensors import safe_open
+
+    with safe_open(str(Path(cfg.output_dir, "adapter_model.safetensors")), "pt") as weights:
+        layers = {name.split(".layers.")[1].split(".")[0] for name in weights.keys()}
+    assert layers == {"1"} and summary["global_steps"] == 2
 
 
 def _recipe_command(cfg) -> list[str]:

@@ -9,8 +9,8 @@ import dagster as dg
 
 from ftassets.lib.files import read_jsonl, sha256_bytes, sha256_file, write_jsonl_atomic
 
-PACKAGES = ("dagster", "torch", "transformers", "peft", "trl", "datasets", "datasketch",
-            "presidio-analyzer", "bitsandbytes")
+PACKAGES = ("dagster", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "datasketch",
+            "presidio-analyzer", "bitsandbytes", "lm-eval", "rouge-score", "alt-profanity-check", "scikit-learn")
 
 
 def package_versions() -> dict[str, str]:

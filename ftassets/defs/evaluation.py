@@ -1,25 +1,26 @@
-"""Evaluation and release: base vs tuned models side by side, the release decision under the eval
-contract (a blocking gate), and the serving bundle that only a released model reaches."""
+"""Evaluation: every compared model side by side on the frozen test set, gold set, red-team prompts,
+perplexity and forgetting benchmarks; and the blind human review of base vs tuned replies."""
 
 
 import json
-import shutil
 import time
 
 import dagster as dg
 from pydantic import Field
 
-from ftassets.defs.common import package_versions, upstream_versions
+from ftassets.defs.common import upstream_versions
 from ftassets.defs.resources import ArtifactStore
-from ftassets.lib import contract as contract_lib
 from ftassets.lib import evaluation as ev
-from ftassets.lib import merge
-from ftassets.lib.files import atomic_directory, read_jsonl, sha256_file, sha256_json, write_json_atomic, write_text_atomic
+from ftassets.lib import merge, review, toxicity
+from ftassets.lib import report as report_lib
+from ftassets.lib.files import (read_jsonl, sha256_file, sha256_json, write_json_atomic, write_jsonl_atomic,
+                                write_text_atomic)
 from ftassets.lib.models import load_model, load_tokenizer
+from ftassets.lib.plots import loss_curves_png, markdown_image
 
 GROUP = "evaluation"
 EVAL_INPUTS = ["base_model", "sft_adapter", "dpo_adapter", "merged_model", "frozen_test_set", "gold_set",
-               "redteam_set", "eval_contract"]
+               "redteam_set", "data_splits", "eval_contract"]
 
 
 def _load_compared(store: ArtifactStore, key: str):
@@ -33,103 +34,115 @@ def _load_compared(store: ArtifactStore, key: str):
     return merge.adapter_model(base, [str(store.artifact("sft_adapter")), str(store.artifact("dpo_adapter"))])
 
 
+def _eval_inputs(store: ArtifactStore, contract: dict) -> ev.EvalInputs:
+    limit = (contract.get("forgetting") or {}).get("limit") or None
+    test = read_jsonl(store.artifact("frozen_test_set") / "test.jsonl")
+    return ev.EvalInputs(
+        test_records=test, gold=read_jsonl(store.artifact("gold_set") / "gold.jsonl"),
+        redteam=read_jsonl(store.artifact("redteam_set") / "redteam.jsonl"),
+        perplexity_sets={"validation": read_jsonl(store.artifact("data_splits") / "validation.jsonl"), "test": test},
+        benchmarks={name: spec["path"] for name, spec in contract.get("benchmark_files", {}).items()},
+        benchmark_limit=limit)
+
+
+def _loss_plots(store: ArtifactStore) -> list[str]:
+    out = []
+    for key in ("sft_adapter", "dpo_adapter"):
+        path = store.artifact(key) / "training_summary.json"
+        if path.is_file():
+            out.append(markdown_image(loss_curves_png(json.loads(path.read_text()), key), f"{key} loss curves"))
+    return out
+
+
 @dg.asset(group_name=GROUP, kinds={"json", "markdown"}, deps=EVAL_INPUTS, pool="heavy_compute",
-          description="Every compared model on the frozen test set, gold set and red-team prompts, side by side.")
+          description="Every compared model side by side: frozen-test task metrics, gold set, refusal and "
+                      "toxicity on red-team prompts, perplexity on assistant tokens, lm-eval forgetting.")
 def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.MaterializeResult:
     contract = json.loads((store.artifact("eval_contract") / "contract.json").read_text())
-    test = ev.test_items(read_jsonl(store.artifact("frozen_test_set") / "test.jsonl"))
-    gold = read_jsonl(store.artifact("gold_set") / "gold.jsonl")
-    redteam = read_jsonl(store.artifact("redteam_set") / "redteam.jsonl")
+    inputs = _eval_inputs(store, contract)
     tokenizer = load_tokenizer(store.artifact("base_model"))
     results, timings = {}, {}
     for key in contract["models"]:
         started = time.perf_counter()
-        results[key] = ev.evaluate_model(_load_compared(store, key), tokenizer, test, gold, redteam, contract)
+        results[key] = ev.evaluate_model(_load_compared(store, key), tokenizer, inputs, contract)
         timings[key] = round(time.perf_counter() - started, 1)
-        context.log.info(f"evaluated {key}: task_success={results[key]['test']['task_success']} in {timings[key]}s")
+        context.log.info(f"evaluated {key}: task_success={results[key]['test']['task_success']} "
+                         f"gold={results[key]['gold']['pass_rate']} in {timings[key]}s")
     tuned = contract["tuned_model"]
-    report = {"models": results, "tuned_model": tuned, "test_items": len(test), "gold_items": len(gold),
-              "redteam_items": len(redteam), "regressions": ev.regressions(results["base_model"], results[tuned]),
-              "eval_seconds": timings, "contract_version": contract["version"],
-              "input_versions": upstream_versions(context, EVAL_INPUTS)}
+    max_drop = contract["thresholds"].get("forgetting_drop_max", 0.0)
+    report = {"models": results, "tuned_model": tuned, "test_items": len(inputs.test_records),
+              "gold_items": len(inputs.gold), "redteam_items": len(inputs.redteam),
+              "regressions": ev.regressions(results["base_model"], results[tuned]),
+              "forgetting": ev.forgetting_drops(results, max_drop), "toxicity_measure": toxicity.MEASURE,
+              "decoding_policy": contract["decoding"], "eval_seconds": timings,
+              "contract_version": contract["version"], "input_versions": upstream_versions(context, EVAL_INPUTS)}
     adapter_key = "dpo_adapter" if "dpo_adapter" in results else "sft_adapter"
     if adapter_key in results and "merged_model" in results:
         report["adapter_merged_task_gap"] = abs(results[adapter_key]["test"]["task_success"]
                                                 - results["merged_model"]["test"]["task_success"])
     out = store.artifact("eval_report")
-    markdown = ev.report_markdown(report)
+    markdown = report_lib.report_markdown(report)
     write_json_atomic(out / "eval_report.json", report)
-    write_text_atomic(out / "eval_report.md", "# Evaluation report\n\n" + markdown + "\n")
+    write_text_atomic(out / "eval_report.md", "\n\n".join(["# Evaluation report", markdown, "## Training curves",
+                                                             *_loss_plots(store)]) + "\n")
     summary = {k: {"task_success": v["test"]["task_success"], "gold_pass_rate": v["gold"]["pass_rate"],
-                   "refusal_rate": v["safety"]["refusal_rate"]} for k, v in results.items()}
+                   "refusal_rate": v["safety"]["refusal_rate"], "toxic_rate": v["safety"]["toxic_rate"]}
+               for k, v in results.items()}
     return dg.MaterializeResult(metadata={
         "report": dg.MetadataValue.md(markdown), "summary": dg.MetadataValue.json(summary),
         "base_only_correct": report["regressions"]["count"],
+        "forgetting": dg.MetadataValue.json({k: {b: d["drop_points"] for b, d in v.items()}
+                                             for k, v in report["forgetting"].items()}),
+        "eval_seconds": dg.MetadataValue.json(timings),
         "json_path": dg.MetadataValue.path(str(out / "eval_report.json")),
         "markdown_path": dg.MetadataValue.path(str(out / "eval_report.md"))},
         data_version=dg.DataVersion(sha256_file(out / "eval_report.json")[:32]))
 
 
-@dg.asset(group_name=GROUP, kinds={"json"}, deps=[eval_report, "eval_contract", "base_model_record"],
-          description="release or reject, every contract rule with value and threshold, and the release manifest.")
-def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.MaterializeResult:
+class ReviewConfig(dg.Config):
+    reviews_dir: str = Field("reviews", description="Where graded packets are dropped, relative to the data dir")
+
+
+@dg.asset(group_name=GROUP, kinds={"json"}, deps=[eval_report, "eval_contract"],
+          description="A/B pairs of base and tuned replies on frozen test items, model names hidden, order "
+                      "shuffled; the key is sealed (only its hash is shown).")
+def blind_review_packet(store: ArtifactStore) -> dg.MaterializeResult:
     contract = json.loads((store.artifact("eval_contract") / "contract.json").read_text())
     report = json.loads((store.artifact("eval_report") / "eval_report.json").read_text())
-    gate = contract_lib.evaluate_gate(contract, report)
-    lineage = ["base_model_record", "base_model", "eval_contract", "validated_examples", "scrubbed_examples",
-               "deduplicated_examples", "frozen_test_set", "gold_set", "redteam_set", "data_splits",
-               "preference_pairs", "sft_adapter", "dpo_adapter", "merged_model", "eval_report"]
-    manifest = {"decision": gate["decision"], "reasons": gate["reasons"], "rules": gate["rules"],
-                "tuned_model": contract["tuned_model"], "contract": contract,
-                "asset_versions": upstream_versions(context, lineage), "run_id": context.run_id,
-                "package_versions": package_versions(),
-                "training_summaries": {k: json.loads((store.artifact(k) / "training_summary.json").read_text())["config"]
-                                       for k in ("sft_adapter", "dpo_adapter")},
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    out = store.artifact("release_decision")
-    write_json_atomic(out / "release_manifest.json", manifest)
-    table = "\n".join(["| rule | value | threshold | passed |", "|---|---|---|---|"] +
-                      [f"| {r['rule']} | {r['value']} | {r['threshold']} | {'yes' if r['passed'] else 'NO'} |"
-                       for r in gate["rules"]])
+    settings = contract.get("human_review") or {}
+    tuned = contract["tuned_model"]
+    replies = {k: {i["id"]: i["reply"] for i in report["models"][k]["items"]} for k in ("base_model", tuned)}
+    test = ev.test_items(read_jsonl(store.artifact("frozen_test_set") / "test.jsonl"))
+    rows, key = review.make_packet(test, replies["base_model"], replies[tuned], tuned,
+                                   int(settings.get("sample_size", 16)), int(settings.get("seed", 0)),
+                                   bool(settings.get("blind_compare", True)))
+    out = store.artifact("blind_review_packet")
+    write_jsonl_atomic(out / "packet.jsonl", rows)
+    write_json_atomic(out / "key.json", key)
     return dg.MaterializeResult(metadata={
-        "decision": gate["decision"], "reasons": dg.MetadataValue.json(gate["reasons"]),
-        "rules": dg.MetadataValue.md(table), "manifest_path": dg.MetadataValue.path(str(out / "release_manifest.json"))},
-        data_version=dg.DataVersion(sha256_json({k: v for k, v in manifest.items() if k not in ("created_at", "run_id")})[:32]))
+        "packet_id": key["packet_id"], "pairs": len(rows), "key_sha256": review.key_digest(key),
+        "packet_path": dg.MetadataValue.path(str(out / "packet.jsonl")),
+        "instructions": dg.MetadataValue.md(
+            f"Copy `packet.jsonl` to `<data dir>/reviews/{key['packet_id']}.jsonl` and set `preferred` on each "
+            "row to `A`, `B` or `tie`; then materialize `human_review`.")},
+        data_version=dg.DataVersion(key["packet_id"]))
 
 
-@dg.asset_check(asset=release_decision, blocking=True,
-                description="Passes only when every contract rule passes; a reject stops serving_bundle.")
-def release_gate(store: ArtifactStore) -> dg.AssetCheckResult:
-    manifest = json.loads((store.artifact("release_decision") / "release_manifest.json").read_text())
-    failed = [r for r in manifest["rules"] if not r["passed"]]
-    return dg.AssetCheckResult(passed=manifest["decision"] == "release" and not failed,
-                               severity=dg.AssetCheckSeverity.ERROR, metadata={
-                                   "value": len(failed), "threshold": 0, "decision": manifest["decision"],
-                                   "rules": dg.MetadataValue.json(manifest["rules"])})
-
-
-class ServingConfig(dg.Config):
-    host: str = Field("127.0.0.1", description="Address the bundled server config binds to (loopback only)")
-    port: int = Field(8080, description="Port for the bundled server config")
-
-
-@dg.asset(group_name=GROUP, kinds={"pytorch", "safetensors"}, deps=[release_decision, "merged_model"],
-          description="The released model with its tokenizer, release manifest, eval report and serving config.")
-def serving_bundle(config: ServingConfig, store: ArtifactStore) -> dg.MaterializeResult:
-    manifest = json.loads((store.artifact("release_decision") / "release_manifest.json").read_text())
-    if manifest["decision"] != "release":  # the gate blocks in-run; this holds when run on its own
-        raise dg.Failure(description=f"release_decision is {manifest['decision']}: {manifest['reasons']}")
-    if config.host not in ("127.0.0.1", "localhost", "::1"):
-        raise dg.Failure(description=f"serving host must be loopback, got {config.host}")
-    target = store.artifact("serving_bundle")
-    with atomic_directory(target) as staging:
-        shutil.copytree(store.artifact("merged_model"), staging / "model")
-        shutil.copy2(store.artifact("release_decision") / "release_manifest.json", staging)
-        for name in ("eval_report.json", "eval_report.md"):
-            shutil.copy2(store.artifact("eval_report") / name, staging)
-        write_json_atomic(staging / "serving.json", {"model_dir": "model", "host": config.host, "port": config.port,
-                                                     "trust_remote_code": False, "weights": "safetensors"})
-    files = sorted(p.name for p in target.iterdir())
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(target)),
-                                          "files": dg.MetadataValue.json(files),
-                                          "weights_sha256": sha256_file(target / "model" / "model.safetensors")})
+@dg.asset(group_name=GROUP, kinds={"json"}, deps=[blind_review_packet],
+          description="Win rate of the tuned model in the graded blind review (pending until a graded file arrives).")
+def human_review(config: ReviewConfig, store: ArtifactStore) -> dg.MaterializeResult:
+    key = json.loads((store.artifact("blind_review_packet") / "key.json").read_text())
+    graded = store.data(config.reviews_dir) / f"{key['packet_id']}.jsonl"
+    if graded.is_file():
+        result = {"status": "graded", "file": str(graded), "file_sha256": sha256_file(graded),
+                  **review.win_rate(review.read_grades(graded, key), key)}
+    else:
+        result = {"status": "pending", "file": str(graded), "graded": 0, "pairs": len(key["pairs"]),
+                  "tuned_win_rate": None}
+    result["packet_id"] = key["packet_id"]
+    write_json_atomic(store.artifact("human_review") / "review.json", result)
+    return dg.MaterializeResult(metadata={
+        "status": result["status"], "graded": result["graded"], "pairs": result["pairs"],
+        "tuned_win_rate": result["tuned_win_rate"] if result["tuned_win_rate"] is not None else "n/a",
+        "expected_file": dg.MetadataValue.path(str(graded))},
+        data_version=dg.DataVersion(sha256_json(result)[:32]))

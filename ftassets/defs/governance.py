@@ -117,14 +117,17 @@ class EvalContractConfig(dg.Config):
 
 
 @dg.asset(group_name="governance", kinds={"yaml"},
-          description="What a release must show: models compared, thresholds, release rule, decoding.")
+          description="What a release must show: models compared, thresholds, release rule, forgetting benchmarks, "
+                      "human review, and the per-task decoding policy it names.")
 def eval_contract(config: EvalContractConfig, store: ArtifactStore) -> dg.MaterializeResult:
-    contract = contract_lib.load_contract(store.data(config.contract_file))
+    contract = contract_lib.load_contract(store.data(config.contract_file), Path(store.data_dir))
     contract["benchmark_files"] = contract_lib.resolve_benchmarks(contract, store.data, sha256_file)
+    contract["decoding_policy_sha256"] = sha256_file(store.data(contract["decoding_policy"]))
     write_json_atomic(store.artifact("eval_contract") / "contract.json", contract)
     return dg.MaterializeResult(metadata={
         "version": contract["version"], "tuned_model": contract["tuned_model"],
         "release_rule": contract["release_rule"], "thresholds": dg.MetadataValue.json(contract["thresholds"]),
         "models": dg.MetadataValue.json(contract["models"]),
+        "decoding_policy": dg.MetadataValue.json(contract["decoding"]),
         "benchmarks": dg.MetadataValue.json({k: v["sha256"][:16] for k, v in contract["benchmark_files"].items()})},
         data_version=dg.DataVersion(sha256_json(contract)))

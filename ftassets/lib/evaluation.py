@@ -1,25 +1,21 @@
-"""Running one model over the frozen test set, the gold set and the red-team prompts.
+"""Running one model over the frozen test set, the gold set, the red-team prompts, perplexity sets
+and forgetting benchmarks, and the side-by-side report.
 
-Generation is batched and grouped by task so each task gets its decoding policy from the contract.
+Generation is batched and grouped by task so each task gets its decoding policy.
 """
 
 from __future__ import annotations
 
-from ftassets.lib.contract import decoding_for
-from ftassets.lib.generation import generate
-from ftassets.lib.metrics import aggregate_task_scores, gold_item_passes, is_refusal, score_item
+from dataclasses import dataclass, field
+
+from ftassets.lib import forgetting, toxicity
+from ftassets.lib.generation import generate_by_task
+from ftassets.lib.metrics import aggregate_task_scores, gold_item_passes, is_refusal, score_item, triage_field_scores
+from ftassets.lib.perplexity import perplexity
 
 
 def _generate_by_task(model, tokenizer, items: list[dict], contract: dict) -> list[str]:
-    replies: list[str | None] = [None] * len(items)
-    for task in sorted({i["task"] for i in items}):
-        idx = [n for n, i in enumerate(items) if i["task"] == task]
-        policy = decoding_for(contract, task)
-        outs = generate(model, tokenizer, [items[n]["prompt"] for n in idx],
-                        max_new_tokens=policy["max_new_tokens"], temperature=policy["temperature"])
-        for n, out in zip(idx, outs):
-            replies[n] = out
-    return replies
+    return generate_by_task(model, tokenizer, items, contract["decoding"])
 
 
 def test_items(records: list[dict]) -> list[dict]:
@@ -27,31 +23,71 @@ def test_items(records: list[dict]) -> list[dict]:
              "reference": r["messages"][-1]["content"]} for r in records]
 
 
-def evaluate_model(model, tokenizer, test: list[dict], gold: list[dict], redteam: list[dict],
-                   contract: dict) -> dict:
+@dataclass
+class EvalInputs:
+    """Everything one model is measured on; the same object serves every compared model."""
+    test_records: list[dict]
+    gold: list[dict]
+    redteam: list[dict]
+    perplexity_sets: dict[str, list[dict]] = field(default_factory=dict)  # split name -> chat records
+    benchmarks: dict[str, str] = field(default_factory=dict)  # forgetting: name -> {query, choices, gold} JSONL
+    benchmark_limit: int | None = None
+
+    @property
+    def test(self) -> list[dict]:
+        return test_items(self.test_records)
+
+
+def evaluate_model(model, tokenizer, inputs: EvalInputs, contract: dict) -> dict:
+    """Task metrics, gold rules, safety (refusal, over-refusal, toxicity), perplexity on the
+    assistant turns, and forgetting benchmarks, for one model."""
+    test = inputs.test
     replies = _generate_by_task(model, tokenizer, test, contract)
     scored = [{"id": t["id"], "task": t["task"], "reply": reply,
                "scores": score_item(t["task"], reply, t["reference"])} for t, reply in zip(test, replies)]
-    gold_inputs = [{"task": g["task"], "prompt": g["messages"]} for g in gold]
-    gold_replies = _generate_by_task(model, tokenizer, gold_inputs, contract)
+    test_scores = aggregate_task_scores(scored)
+    triage = [(r, t["reference"]) for t, r in zip(test, replies) if t["task"] == "incident_triage"]
+    if triage:
+        test_scores["per_task"]["incident_triage"]["fields"] = triage_field_scores(triage)
+    gold_replies = _generate_by_task(model, tokenizer, [{"task": g["task"], "prompt": g["messages"]}
+                                                        for g in inputs.gold], contract)
     gold_rows = []
-    for g, reply in zip(gold, gold_replies):
+    for g, reply in zip(inputs.gold, gold_replies):
         passed, failed = gold_item_passes(g["rules"], reply)
-        gold_rows.append({"id": g["id"], "passed": passed, "failed_rules": failed, "reply": reply})
+        gold_rows.append({"id": g["id"], "task": g["task"], "passed": passed, "failed_rules": failed, "reply": reply})
     rt_replies = _generate_by_task(model, tokenizer, [{"task": "redteam", "prompt": r["messages"]}
-                                                      for r in redteam], contract)
-    refuse = [is_refusal(x) for r, x in zip(redteam, rt_replies) if r["expect"] == "refuse"]
-    benign = [is_refusal(x) for r, x in zip(redteam, rt_replies) if r["expect"] == "comply"]
+                                                      for r in inputs.redteam], contract)
+    refuse = [is_refusal(x) for r, x in zip(inputs.redteam, rt_replies) if r["expect"] == "refuse"]
+    benign = [is_refusal(x) for r, x in zip(inputs.redteam, rt_replies) if r["expect"] == "comply"]
+    toxic = toxicity.summarize(rt_replies)
     return {
-        "test": aggregate_task_scores(scored),
+        "test": test_scores,
         "gold": {"n": len(gold_rows), "pass_rate": _rate([g["passed"] for g in gold_rows]),
-                 "failed": [g["id"] for g in gold_rows if not g["passed"]]},
+                 "per_task": _gold_per_task(gold_rows), "failed": [g["id"] for g in gold_rows if not g["passed"]]},
         "safety": {"refusal_rate": _rate(refuse), "over_refusal_rate": _rate(benign),
-                   "n_refuse_expected": len(refuse), "n_benign": len(benign)},
+                   "n_refuse_expected": len(refuse), "n_benign": len(benign),
+                   "toxic_rate": toxic["toxic_rate"], "toxicity_mean": toxic["mean_score"],
+                   "toxicity_max": toxic["max_score"]},
+        "perplexity": {name: perplexity(model, tokenizer, records) for name, records in inputs.perplexity_sets.items()},
+        "forgetting": forgetting.evaluate(model, tokenizer, inputs.benchmarks, inputs.benchmark_limit),
         "items": scored, "gold_items": gold_rows,
-        "redteam_items": [{"id": r["id"], "expect": r["expect"], "refused": is_refusal(x), "reply": x}
-                          for r, x in zip(redteam, rt_replies)],
+        "redteam_items": [{"id": r["id"], "expect": r["expect"], "refused": is_refusal(x), "reply": x,
+                           "toxicity": score}
+                          for r, x, score in zip(inputs.redteam, rt_replies, toxicity.scores(rt_replies))],
     }
+
+
+def _gold_per_task(rows: list[dict]) -> dict:
+    tasks = sorted({r["task"] for r in rows})
+    return {t: {"n": sum(r["task"] == t for r in rows), "passed": sum(r["passed"] for r in rows if r["task"] == t)}
+            for t in tasks}
+
+
+def forgetting_drops(results: dict[str, dict], max_drop_points: float) -> dict[str, dict]:
+    """Per tuned model: each benchmark's drop against the base (see lib/forgetting.drops)."""
+    base = results["base_model"]["forgetting"]
+    return {key: forgetting.drops(base, r["forgetting"], max_drop_points)
+            for key, r in results.items() if key != "base_model"}
 
 
 def regressions(base: dict, tuned: dict) -> dict:
@@ -64,27 +100,3 @@ def regressions(base: dict, tuned: dict) -> dict:
 
 def _rate(bits: list[bool]) -> float:
     return round(sum(bits) / len(bits), 4) if bits else 0.0
-
-
-def report_markdown(report: dict) -> str:
-    models = list(report["models"])
-    rows = [("task success (test)", lambda m: m["test"]["task_success"]),
-            ("schema validity (triage)", lambda m: m["test"]["schema_validity"]),
-            ("gold pass rate", lambda m: m["gold"]["pass_rate"]),
-            ("refusal rate (refuse expected)", lambda m: m["safety"]["refusal_rate"]),
-            ("over-refusal (benign)", lambda m: m["safety"]["over_refusal_rate"])]
-    tasks = sorted({t for m in report["models"].values() for t in m["test"]["per_task"]})
-    for task in tasks:
-        rows.append((f"{task} success", lambda m, t=task: m["test"]["per_task"].get(t, {}).get("success")))
-    lines = ["| metric | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
-    for name, get in rows:
-        cells = []
-        for key in models:
-            value = get(report["models"][key])
-            cells.append("n/a" if value is None else f"{value:.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    reg = report["regressions"]
-    lines += ["", f"Frozen test items: {report['test_items']}; gold items: {report['gold_items']}; "
-                  f"red-team prompts: {report['redteam_items']}.",
-              f"Regressions (base right, {report['tuned_model']} wrong): {reg['count']} ({reg['share']:.1%})."]
-    return "\n".join(lines)

@@ -29,3 +29,22 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
     finally:
         tokenizer.padding_side = previous_side
     return outputs
+
+
+def task_settings(policy: dict, task: str) -> dict:
+    """A task's decoding settings: its entry over the policy's default over greedy, 64 tokens."""
+    return {"max_new_tokens": 64, "temperature": 0.0, **policy["default"], **policy.get(task, {})}
+
+
+def generate_by_task(model, tokenizer, items: list[dict], policy: dict) -> list[str]:
+    """One reply per item ({"task", "prompt": messages}) in order; each task is generated as its own
+    batch with its decoding policy (`policy`: {"default": {...}, task: {...}} as in decoding_policy.yaml)."""
+    replies: list[str | None] = [None] * len(items)
+    for task in sorted({i["task"] for i in items}):
+        idx = [n for n, i in enumerate(items) if i["task"] == task]
+        settings = task_settings(policy, task)
+        outs = generate(model, tokenizer, [items[n]["prompt"] for n in idx],
+                        max_new_tokens=settings["max_new_tokens"], temperature=settings["temperature"])
+        for n, out in zip(idx, outs):
+            replies[n] = out
+    return replies

@@ -100,3 +100,28 @@ def aggregate_task_scores(items: list[dict]) -> dict:
     return {"n": len(items), "task_success": mean(i["scores"]["success"] for i in items),
             "schema_validity": mean(r["schema_valid"] for r in triage) if triage else None,
             "per_task": per_task}
+
+
+def macro_f1(gold: list, predicted: list) -> float:
+    """Macro-averaged F1 over the gold labels' classes (a wrong or missing prediction is a miss)."""
+    classes = sorted(set(gold), key=str)
+    scores = []
+    for c in classes:
+        tp = sum(g == c and p == c for g, p in zip(gold, predicted))
+        fp = sum(g != c and p == c for g, p in zip(gold, predicted))
+        fn = sum(g == c and p != c for g, p in zip(gold, predicted))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return round(sum(scores) / len(scores), 4) if scores else 0.0
+
+
+def triage_field_scores(pairs: list[tuple[str, str]]) -> dict:
+    """Classification view of the structured task: per field accuracy and macro-F1 over
+    (prediction, reference) pairs; an invalid reply predicts nothing for every field."""
+    out = {}
+    parsed = [(parse_triage(p) or {}, parse_triage(r) or {}) for p, r in pairs]
+    for field in TRIAGE_FIELDS:
+        rows = [(got.get(field), want[field]) for got, want in parsed if field in want]
+        gold, predicted = [w for _, w in rows], [g for g, _ in rows]
+        out[field] = {"accuracy": round(sum(g == w for g, w in zip(predicted, gold)) / len(rows), 4) if rows else None,
+                      "macro_f1": macro_f1(gold, predicted) if rows else None, "n": len(rows)}
+    return out

@@ -50,6 +50,8 @@ def check_settings(cfg) -> None:
         _fail("lr_scheduler", cfg.lr_scheduler, f"must be one of {', '.join(SCHEDULERS)}")
     if not cfg.target_modules.strip() or any(not t.strip() for t in cfg.target_modules.split(",")):
         _fail("target_modules", cfg.target_modules, "must be 'all-linear' or comma-separated module names")
+    if "lora_top_layers" in fields and (not isinstance(cfg.lora_top_layers, int) or cfg.lora_top_layers < 0):
+        _fail("lora_top_layers", cfg.lora_top_layers, "must be an integer >= 0 (0: adapters on every layer)")
     if "early_stopping_patience" in fields and cfg.early_stopping_patience < 0:
         _fail("early_stopping_patience", cfg.early_stopping_patience, "must be >= 0 (0 turns early stopping off)")
 
@@ -67,16 +69,24 @@ def check_against_model(cfg, model_dir: str) -> None:
     context = config.get("max_position_embeddings")
     if context and cfg.max_length > context:
         _fail("max_length", cfg.max_length, f"above the base model's context window of {context} tokens")
+    layers = config.get("num_hidden_layers")
+    if layers and getattr(cfg, "lora_top_layers", 0) > layers:
+        _fail("lora_top_layers", cfg.lora_top_layers, f"the base model has {layers} decoder layers")
+
+
+def linear_layer_names(model) -> set[str]:
+    """Leaf names of the model's linear layers inside its decoder layers (the output head excluded)."""
+    import torch
+
+    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+            if ".layers." in name and (isinstance(module, torch.nn.Linear) or type(module).__name__ == "Linear4bit")}
 
 
 def check_target_modules(model, target_modules: str) -> None:
     """Every named target must be a linear layer of the model (peft would fail late, or match nothing)."""
-    import torch
-
     if target_modules == "all-linear":
         return
-    linear = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-              if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Linear4bit"}
+    linear = linear_layer_names(model)
     unknown = sorted({t.strip() for t in target_modules.split(",")} - linear)
     if unknown:
         _fail("target_modules", target_modules, f"no linear layer named {', '.join(unknown)} in the base model "

@@ -23,12 +23,22 @@ def resolve_precision(precision: str) -> str:
     return "bf16" if "AVX512" in cpu_bf16.upper() else "fp32"
 
 
-def lora_config(r: int, alpha: int, dropout: float, target_modules: str):
+def lora_config(r: int, alpha: int, dropout: float, target_modules: str, top_layers: int = 0, model=None):
+    """peft LoRA settings; `top_layers` > 0 puts adapters on the model's last `top_layers` decoder
+    layers only, so the backward pass stops there (cheaper steps, fewer parameters)."""
     from peft import LoraConfig
 
+    from ftassets.lib.recipe_checks import linear_layer_names
+
     targets = target_modules if target_modules == "all-linear" else [t.strip() for t in target_modules.split(",")]
+    layers = None
+    num_layers = model.config.num_hidden_layers if model is not None else 0
+    if 0 < top_layers < num_layers:
+        layers = list(range(num_layers - top_layers, num_layers))
+        if targets == "all-linear":  # peft takes a layer subset only with named targets
+            targets = sorted(linear_layer_names(model))
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
-                      bias="none", task_type="CAUSAL_LM")
+                      layers_to_transform=layers, bias="none", task_type="CAUSAL_LM")
 
 
 def trainable_parameters(model) -> tuple[int, int]:

@@ -35,6 +35,7 @@ class DpoRecipeConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     target_modules: str = "all-linear"
+    lora_top_layers: int = 0  # adapters on the last N decoder layers only (0: every layer)
     precision: str = "auto"
     micro_batch_size: int = 4
     gradient_accumulation_steps: int = 1
@@ -138,7 +139,8 @@ def main(cfg: DpoRecipeConfig, report=print) -> dict:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train, eval_dataset=validation,
                          processing_class=tokenizer, callbacks=callbacks,
-                         peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules))
+                         peft_config=lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules,
+                                                 cfg.lora_top_layers, model))
     trainable, total = trainable_parameters(trainer.model)
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)

@@ -34,6 +34,7 @@ class SftRecipeConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     target_modules: str = "all-linear"
+    lora_top_layers: int = 0  # adapters on the last N decoder layers only (0: every layer)
     precision: str = "auto"
     micro_batch_size: int = 8
     gradient_accumulation_steps: int = 1
@@ -157,7 +158,8 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
                          processing_class=tokenizer, peft_config=lora_config(
-                             cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules),
+                             cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules,
+                             cfg.lora_top_layers, model),
                          callbacks=callbacks)
     template = template_audit.audit(tokenizer, train, trainer.train_dataset)
     report({"event": "template_audit", **{k: v for k, v in template.items() if k != "first_failure"}})

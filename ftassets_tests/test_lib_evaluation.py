@@ -1,0 +1,113 @@
+"""Evaluation pieces on their own: perplexity on assistant tokens, toxicity, classification scores,
+forgetting through lm-eval (tiny model here; the real base on the shared benchmarks is in
+test_real_model), and the blind review packet."""
+
+import json
+
+import pytest
+
+from ftassets.lib import forgetting, metrics, review, toxicity
+from ftassets.lib.perplexity import perplexity
+from ftassets_tests.conftest import DATA
+
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is the status page?"},
+        {"role": "assistant", "content": "At status.nimbus.example."}]
+
+
+def test_perplexity_scores_only_the_assistant_turn(tiny_model_dir, tiny_tokenizer):
+    from ftassets.lib.models import load_model
+
+    model = load_model(tiny_model_dir)
+    result = perplexity(model, tiny_tokenizer, [{"messages": CHAT}])
+    full = tiny_tokenizer.apply_chat_template(CHAT, tokenize=False)
+    prompt = tiny_tokenizer.apply_chat_template(CHAT[:-1], tokenize=False, add_generation_prompt=True)
+    answer_tokens = len(tiny_tokenizer(full, add_special_tokens=False)["input_ids"]) - \
+        len(tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert result["tokens"] == answer_tokens and result["records"] == 1 and result["perplexity"] > 1
+    longer_prompt = [CHAT[0], {"role": "user", "content": "Where is the status page? Please answer quickly."}, CHAT[2]]
+    other = perplexity(model, tiny_tokenizer, [{"messages": longer_prompt}])
+    assert other["tokens"] == answer_tokens  # a longer question adds no scored tokens
+    batched = perplexity(model, tiny_tokenizer, [{"messages": CHAT}, {"messages": longer_prompt}], batch_size=2)
+    assert batched["tokens"] == 2 * answer_tokens
+    mean = (result["mean_nll"] + other["mean_nll"]) / 2  # padding must not change any record's loss
+    assert batched["mean_nll"] == pytest.approx(mean, abs=1e-3)
+
+
+def test_toxicity_measure_separates_abuse_from_support_replies():
+    clean = ["The deploy freeze starts Friday at 15:00 UTC.", "I can't share another customer's card number."]
+    abusive = ["Shut up, you stupid idiot.", "You are a worthless moron and I hate you."]
+    assert toxicity.summarize(clean)["toxic_rate"] == 0.0
+    result = toxicity.summarize(clean + abusive)
+    assert result["toxic_rate"] == 0.5 and result["n"] == 4 and result["max_score"] > 0.9
+
+
+def test_triage_classification_scores_count_invalid_replies_as_misses():
+    ref = '{"severity": 2, "component": "ci", "needs_oncall": false}'
+    pairs = [('{"severity": 2, "component": "ci", "needs_oncall": false}', ref),
+             ('{"severity": 3, "component": "ci", "needs_oncall": false}', ref),
+             ("not json", '{"severity": 4, "component": "auth", "needs_oncall": true}')]
+    scores = metrics.triage_field_scores(pairs)
+    assert scores["severity"]["accuracy"] == pytest.approx(1 / 3, abs=1e-3)
+    assert scores["component"]["accuracy"] == pytest.approx(2 / 3, abs=1e-3)
+    assert scores["component"]["macro_f1"] == pytest.approx((1.0 + 0.0) / 2)  # ci: F1 1.0; auth missed: 0.0
+    assert metrics.macro_f1([1, 1, 2], [1, 2, 2]) == pytest.approx((2 / 3 + 2 / 3) / 2, abs=1e-3)
+
+
+def test_forgetting_drop_counts_only_beyond_threshold_and_twice_the_paired_stderr():
+    base = {"b": {"acc": 0.6, "correct": [1] * 60 + [0] * 40}}
+    same = forgetting.drops(base, base, 5)
+    assert same["b"]["drop_points"] == 0 and not same["b"]["counts"]
+    clear = {"b": {"acc": 0.3, "correct": [1] * 30 + [0] * 70}}  # lost 30 items the base had right
+    assert forgetting.drops(base, clear, 5)["b"]["counts"]
+    noisy = {"b": {"acc": 0.54, "correct": [0] * 20 + [1] * 40 + [1] * 14 + [0] * 26}}  # 20 lost, 14 gained
+    result = forgetting.drops(base, noisy, 5)["b"]
+    assert result["drop_points"] == pytest.approx(6.0) and result["stderr_points"] > 3 and not result["counts"]
+    assert not forgetting.drops(base, clear, 50)["b"]["counts"]  # within the contract's threshold
+    with pytest.raises(ValueError, match="100 base items vs 3 tuned items"):
+        forgetting.drops(base, {"b": {"acc": 1.0, "correct": [1, 1, 1]}}, 5)
+
+
+def test_lm_eval_runs_the_bundled_probe_offline_on_the_tiny_model(tiny_model_dir, tiny_tokenizer):
+    from ftassets.lib.models import load_model
+
+    result = forgetting.evaluate(load_model(tiny_model_dir), tiny_tokenizer,
+                                 {"general_probe": DATA / "eval/benchmarks/general_probe.jsonl"}, limit=12)
+    probe = result["general_probe"]
+    assert probe["n"] == 12 and len(probe["correct"]) == 12 and 0 <= probe["acc"] <= 1
+    assert probe["acc"] == pytest.approx(sum(probe["correct"]) / 12, abs=1e-4)
+
+
+def _packet():
+    test = [{"id": f"t{i}", "task": "ticket_summary", "prompt": [{"role": "user", "content": f"q{i}"}]} for i in range(10)]
+    base = {f"t{i}": f"base says {i}" for i in range(10)}
+    tuned = {f"t{i}": f"tuned says {i}" for i in range(10)}
+    return review.make_packet(test, base, tuned, "merged_model", sample_size=6, seed=0)
+
+
+def test_blind_packet_hides_model_names_and_grades_unblind_with_the_key(tmp_path):
+    rows, key = _packet()
+    assert len(rows) == 6 and "merged_model" not in json.dumps(rows) and "base_model" not in json.dumps(rows)
+    assert {key["pairs"][r["pair_id"]]["A"] for r in rows} == {"base_model", "merged_model"}  # order shuffled
+    graded = tmp_path / f"{key['packet_id']}.jsonl"
+    lines = []
+    for n, row in enumerate(rows):  # prefer the tuned reply on 4 pairs, tie on 1, leave 1 ungraded
+        tuned_side = "A" if key["pairs"][row["pair_id"]]["A"] == "merged_model" else "B"
+        lines.append({**row, "preferred": tuned_side if n < 4 else ("tie" if n == 4 else None)})
+    graded.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    result = review.win_rate(review.read_grades(graded, key), key)
+    assert result == {"graded": 5, "pairs": 6, "tuned_wins": 4, "ties": 1, "base_wins": 0, "tuned_win_rate": 0.9}
+    assert review.key_digest(key) == review.key_digest(json.loads(json.dumps(key)))
+
+
+def test_graded_file_problems_name_file_and_line(tmp_path):
+    rows, key = _packet()
+    graded = tmp_path / "g.jsonl"
+    graded.write_text(json.dumps({**rows[0], "preferred": "C"}) + "\n")
+    with pytest.raises(review.ReviewError, match=r"g.jsonl:1: preferred must be one of"):
+        review.read_grades(graded, key)
+    graded.write_text(json.dumps({**rows[0], "preferred": "A"}) + "\n" + json.dumps({**rows[0], "preferred": "B"}) + "\n")
+    with pytest.raises(review.ReviewError, match=r"g.jsonl:2: pair_id pair-001 graded twice"):
+        review.read_grades(graded, key)
+    graded.write_text("{oops\n")
+    with pytest.raises(review.ReviewError, match=r"g.jsonl:1: not valid JSON"):
+        review.read_grades(graded, key)
