@@ -111,3 +111,18 @@ def test_graded_file_problems_name_file_and_line(tmp_path):
     graded.write_text("{oops\n")
     with pytest.raises(review.ReviewError, match=r"g.jsonl:1: not valid JSON"):
         review.read_grades(graded, key)
+
+
+def test_per_item_token_limits_cut_each_reply_at_its_own_limit(tiny_model_dir, tiny_tokenizer):
+    from ftassets.lib.generation import generate
+    from ftassets.lib.models import load_model
+
+    model = load_model(tiny_model_dir)
+    short_prompt = [{"role": "user", "content": "Hi"}]
+    long_prompt = CHAT[:-1]
+    five = generate(model, tiny_tokenizer, [short_prompt], max_new_tokens=5)[0]
+    twelve = generate(model, tiny_tokenizer, [short_prompt], max_new_tokens=12)[0]
+    assert twelve.startswith(five)  # greedy: the shorter limit gives a prefix of the longer reply
+    both = generate(model, tiny_tokenizer, [long_prompt, short_prompt], max_new_tokens=[12, 5])
+    assert len(tiny_tokenizer(both[0], add_special_tokens=False)["input_ids"]) <= 12
+    assert len(tiny_tokenizer(both[1], add_special_tokens=False)["input_ids"]) <= 5

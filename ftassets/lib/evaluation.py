@@ -14,10 +14,6 @@ from ftassets.lib.metrics import aggregate_task_scores, gold_item_passes, is_ref
 from ftassets.lib.perplexity import perplexity
 
 
-def _generate_by_task(model, tokenizer, items: list[dict], contract: dict) -> list[str]:
-    return generate_by_task(model, tokenizer, items, contract["decoding"])
-
-
 def test_items(records: list[dict]) -> list[dict]:
     return [{"id": r["id"], "task": r["meta"]["task"], "prompt": r["messages"][:-1],
              "reference": r["messages"][-1]["content"]} for r in records]
@@ -42,21 +38,23 @@ def evaluate_model(model, tokenizer, inputs: EvalInputs, contract: dict) -> dict
     """Task metrics, gold rules, safety (refusal, over-refusal, toxicity), perplexity on the
     assistant turns, and forgetting benchmarks, for one model."""
     test = inputs.test
-    replies = _generate_by_task(model, tokenizer, test, contract)
+    prompts = ([{"task": t["task"], "prompt": t["prompt"]} for t in test]
+               + [{"task": g["task"], "prompt": g["messages"]} for g in inputs.gold]
+               + [{"task": "redteam", "prompt": r["messages"]} for r in inputs.redteam])
+    generated = generate_by_task(model, tokenizer, prompts, contract["decoding"])  # one batched pass for all
+    replies = generated[:len(test)]
+    gold_replies = generated[len(test):len(test) + len(inputs.gold)]
+    rt_replies = generated[len(test) + len(inputs.gold):]
     scored = [{"id": t["id"], "task": t["task"], "reply": reply,
                "scores": score_item(t["task"], reply, t["reference"])} for t, reply in zip(test, replies)]
     test_scores = aggregate_task_scores(scored)
     triage = [(r, t["reference"]) for t, r in zip(test, replies) if t["task"] == "incident_triage"]
     if triage:
         test_scores["per_task"]["incident_triage"]["fields"] = triage_field_scores(triage)
-    gold_replies = _generate_by_task(model, tokenizer, [{"task": g["task"], "prompt": g["messages"]}
-                                                        for g in inputs.gold], contract)
     gold_rows = []
     for g, reply in zip(inputs.gold, gold_replies):
         passed, failed = gold_item_passes(g["rules"], reply)
         gold_rows.append({"id": g["id"], "task": g["task"], "passed": passed, "failed_rules": failed, "reply": reply})
-    rt_replies = _generate_by_task(model, tokenizer, [{"task": "redteam", "prompt": r["messages"]}
-                                                      for r in inputs.redteam], contract)
     refuse = [is_refusal(x) for r, x in zip(inputs.redteam, rt_replies) if r["expect"] == "refuse"]
     benign = [is_refusal(x) for r, x in zip(inputs.redteam, rt_replies) if r["expect"] == "comply"]
     toxic = toxicity.summarize(rt_replies)

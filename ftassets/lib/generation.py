@@ -3,29 +3,37 @@
 from __future__ import annotations
 
 
-def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = 64,
+def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int | list[int] = 64,
              temperature: float = 0.0, batch_size: int = 48, seed: int = 0) -> list[str]:
-    """Generate one reply per conversation (greedy when temperature == 0)."""
+    """Generate one reply per conversation (greedy when temperature == 0), in input order.
+
+    `max_new_tokens` may be one limit per conversation: each batch generates up to its largest limit
+    and every reply is cut at its own (for greedy decoding that is the same reply a separate call
+    with the smaller limit gives). Conversations are batched by prompt length, so little padding."""
     import torch
 
+    limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(conversations)
+    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda n: lengths[n])
     previous_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
-    outputs: list[str] = []
+    outputs: list[str | None] = [None] * len(texts)
     try:
-        for start in range(0, len(conversations), batch_size):
-            chunk = conversations[start:start + batch_size]
-            texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chunk]
-            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = tokenizer([texts[n] for n in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
             batch = {k: v.to(model.device) for k, v in batch.items()}
             kwargs = {"do_sample": False}
             if temperature > 0:
                 torch.manual_seed(seed + start)
                 kwargs = {"do_sample": True, "temperature": temperature, "top_p": 1.0}
             with torch.no_grad():
-                out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                     eos_token_id=tokenizer.eos_token_id, **kwargs)
+                out = model.generate(**batch, max_new_tokens=max(limits[n] for n in chunk),
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **kwargs)
             new = out[:, batch["input_ids"].shape[1]:]
-            outputs.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))
+            for row, n in enumerate(chunk):
+                outputs[n] = tokenizer.decode(new[row, :limits[n]], skip_special_tokens=True).strip()
     finally:
         tokenizer.padding_side = previous_side
     return outputs
@@ -37,14 +45,15 @@ def task_settings(policy: dict, task: str) -> dict:
 
 
 def generate_by_task(model, tokenizer, items: list[dict], policy: dict) -> list[str]:
-    """One reply per item ({"task", "prompt": messages}) in order; each task is generated as its own
-    batch with its decoding policy (`policy`: {"default": {...}, task: {...}} as in decoding_policy.yaml)."""
+    """One reply per item ({"task", "prompt": messages}) in order, each with its task's decoding
+    settings (`policy`: {"default": {...}, task: {...}} as in decoding_policy.yaml). Tasks that share
+    a temperature are generated together, each reply cut at its task's token limit."""
     replies: list[str | None] = [None] * len(items)
-    for task in sorted({i["task"] for i in items}):
-        idx = [n for n, i in enumerate(items) if i["task"] == task]
-        settings = task_settings(policy, task)
+    settings = [task_settings(policy, i["task"]) for i in items]
+    for temperature in sorted({s["temperature"] for s in settings}):
+        idx = [n for n, s in enumerate(settings) if s["temperature"] == temperature]
         outs = generate(model, tokenizer, [items[n]["prompt"] for n in idx],
-                        max_new_tokens=settings["max_new_tokens"], temperature=settings["temperature"])
+                        max_new_tokens=[settings[n]["max_new_tokens"] for n in idx], temperature=temperature)
         for n, out in zip(idx, outs):
             replies[n] = out
     return replies
