@@ -8,13 +8,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-export DAGSTER_HOME := $(CURDIR)
+# FTASSETS_INSTANCE=postgres selects deploy/postgres/dagster.yaml (connection from FTASSETS_PG_* env vars)
+export DAGSTER_HOME := $(if $(filter postgres,$(FTASSETS_INSTANCE)),$(CURDIR)/deploy/postgres,$(CURDIR))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test ui install clean-artifacts
+.PHONY: run test ui install clean-artifacts postgres-server
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,7 +34,17 @@ run: $(STAMP)
 	mkdir -p data/dagster_home
 	$(VENV)/bin/ftassets run --config data/run_config.yaml
 
-test: $(STAMP)
+# The PostgreSQL-backed test starts its own server on loopback from Debian's `postgresql` binaries:
+# installed here when missing and apt is usable (as root); otherwise that one test skips and says why.
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian postgresql (server binaries for the Postgres test)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; }; \
+	  else echo "PostgreSQL server binaries not found: the Postgres-backed test will skip"; fi; }
+
+test: $(STAMP) postgres-server
 	$(PY) -m pytest
 
 ui: $(STAMP)

@@ -1,4 +1,5 @@
-"""The `ftassets` command: run the whole loop, re-freeze the test set, show an asset's lineage."""
+"""The `ftassets` command: run the whole loop, re-freeze the test set, show an asset's lineage, audit a
+release (its exact upstream chain, sources and checks, read from the Dagster instance)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,25 @@ import sys
 from pathlib import Path
 
 
+INSTANCES = ("sqlite", "postgres")
+
+
+def instance_home() -> str:
+    """DAGSTER_HOME if set; otherwise by FTASSETS_INSTANCE: `sqlite` (default, the repository root's
+    dagster.yaml) or `postgres` (deploy/postgres/dagster.yaml, connection from FTASSETS_PG_* env vars)."""
+    if os.environ.get("DAGSTER_HOME"):
+        return os.environ["DAGSTER_HOME"]
+    kind = os.environ.get("FTASSETS_INSTANCE", "sqlite")
+    if kind not in INSTANCES:
+        raise SystemExit(f"FTASSETS_INSTANCE must be one of {', '.join(INSTANCES)}, got {kind!r}")
+    root = Path(__file__).resolve().parents[1]
+    return str(root if kind == "sqlite" else root / "deploy" / kind)
+
+
 def _instance():
     import dagster as dg
 
-    if not os.environ.get("DAGSTER_HOME"):
-        os.environ["DAGSTER_HOME"] = str(Path(__file__).resolve().parents[1])
+    os.environ["DAGSTER_HOME"] = instance_home()
     return dg.DagsterInstance.get()
 
 
@@ -127,6 +142,34 @@ def lineage(args) -> int:
     return 0
 
 
+def audit(args) -> int:
+    """Print the exact upstream chain of a release (or asset) or, with --source, the releases that read a source."""
+    from ftassets.definitions import defs
+    from ftassets.defs import lineage as lin
+    from ftassets.lib import audit as audit_lib
+
+    instance = _instance()
+    if args.source:
+        name, _, version = args.source.partition("@")
+        rows = lin.releases_using_source(instance, name, version or None)
+        sys.stdout.write(json.dumps({"source": name, "version": version or None, "releases": rows}, indent=2) + "\n"
+                         if args.json else audit_lib.render_source_usage(args.source, rows))
+        return 0
+    if not args.target:
+        print("give a release name, run id or asset key (or --source NAME)", file=sys.stderr)
+        return 2
+    found = lin.find_target(instance, args.target)
+    if found is None:
+        print(f"{args.target}: no such release name, run id or materialized asset in this instance "
+              f"(DAGSTER_HOME={os.environ.get('DAGSTER_HOME')})", file=sys.stderr)
+        return 1
+    key, storage_id = found
+    report = lin.audit_report(instance, {key: storage_id}, defs, label=args.target)
+    sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n" if args.json
+                     else audit_lib.render_markdown(report))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="ftassets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +183,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("lineage", help="show an asset's upstream lineage with data versions")
     p.add_argument("asset")
     p.set_defaults(func=lineage)
+    p = sub.add_parser("audit", help="a release's (or asset's) exact upstream chain: versions, runs, config, "
+                                      "checks, source files with hashes and licenses")
+    p.add_argument("target", nargs="?", help="release name, run id (8+ characters), asset key, or asset@storage_id")
+    p.add_argument("--source", help="instead: list the releases that read this source (NAME or NAME@VERSION)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    p.set_defaults(func=audit)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,12 +1,18 @@
-"""The one Definitions object: the whole fine-tuning loop as an asset graph."""
+"""The one Definitions object: the whole fine-tuning loop as an asset graph, with the automation
+that keeps it current (code versions and conditions per asset, sensors, the nightly schedule)."""
 
 import dagster as dg
 
-from ftassets.defs import curation, evaluation, governance, heldout, release, training
+from ftassets.defs import automation, curation, evaluation, governance, heldout, release, training
 from ftassets.defs.resources import default_resources
 
+STAGES = [governance, curation, heldout, training, evaluation, release]
+
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([governance, curation, heldout, training, evaluation, release]),
-    asset_checks=dg.load_asset_checks_from_modules([governance, curation, heldout, training, evaluation, release]),
+    assets=automation.with_policies(STAGES),
+    asset_checks=dg.load_asset_checks_from_modules(STAGES),
+    jobs=automation.JOBS,
+    sensors=automation.SENSORS,
+    schedules=automation.SCHEDULES,
     resources=default_resources(),
 )

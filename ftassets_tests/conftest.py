@@ -85,7 +85,7 @@ def tiny_run_config(tiny_model_dir) -> dict:
     }}
 
 
-def materialize(data_dir, artifacts_dir, run_config=None, selection="*"):
+def materialize(data_dir, artifacts_dir, run_config=None, selection="*", instance=None):
     import dagster as dg
 
     from ftassets.definitions import defs
@@ -95,7 +95,7 @@ def materialize(data_dir, artifacts_dir, run_config=None, selection="*"):
                  "pii": PiiEngine(), "training_launcher": training_launcher()}
     return dg.materialize(list(defs.assets) + list(defs.asset_checks), resources=resources,
                           run_config=run_config or {}, selection=selection, raise_on_error=False,
-                          instance=dg.DagsterInstance.ephemeral())
+                          instance=instance or dg.DagsterInstance.ephemeral())
 
 
 def materialized_keys(result) -> set[str]:

@@ -3,9 +3,12 @@
 import json
 import os
 
+import dagster as dg
 import pytest
 
-from ftassets.lib.files import sha256_tree
+from ftassets import cli
+from ftassets.defs import lineage
+from ftassets.lib.files import sha256_file, sha256_tree
 from ftassets_tests.conftest import DATA, check_results, materialize, materialized_keys, tiny_run_config
 
 ALL_BUT_BUNDLE = {"base_model_record", "base_model", "eval_contract", "validated_examples", "scrubbed_examples",
@@ -15,9 +18,13 @@ ALL_BUT_BUNDLE = {"base_model_record", "base_model", "eval_contract", "validated
 
 
 @pytest.mark.e2e
-def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir):
+def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys):
     artifacts = tmp_path / "artifacts"
-    result = materialize(DATA, artifacts, tiny_run_config(tiny_model_dir))
+    home = tmp_path / "dagster_home"  # a persistent instance: the audit CLI reads it back like a user would
+    home.mkdir()
+    instance = dg.DagsterInstance.local_temp(str(home))
+    observed = cli.observe_sources(instance)  # as `ftassets run` does first: the audit names source versions
+    result = materialize(DATA, artifacts, tiny_run_config(tiny_model_dir), instance=instance)
     assert ALL_BUT_BUNDLE <= materialized_keys(result)
     checks = check_results(result)
     assert checks["license_allows_use"] and checks["no_residual_pii"] and checks["no_test_leakage"]
@@ -83,7 +90,29 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir):
     packet = (artifacts / "blind_review_packet/packet.jsonl").read_text()
     assert "merged_model" not in packet and "base_model" not in packet
 
-    _release_then_tighten(tmp_path, artifacts)
+    _audit_of_first_release(artifacts, result, observed)
+    first, second = _release_then_tighten(tmp_path, artifacts, instance)
+    _audit_answers_governance_questions(instance, home, result, first, second, monkeypatch, capsys)
+
+
+def _audit_of_first_release(artifacts, result, observed):
+    """The lineage audit beside the manifest: the exact chain, sources with file hashes, checks."""
+    audit = json.loads((artifacts / "release_decision/lineage_audit.json").read_text())
+    chain = audit["chain"]
+    assert audit["target"]["decision"] == "reject" and audit["target"]["run_id"] == result.run_id
+    assert set(chain["assets"]) == ALL_BUT_BUNDLE - {"release_decision"} and chain["missing"] == []
+    sft = chain["assets"]["sft_adapter"]
+    assert sft["run_id"] == result.run_id and sft["config"]["max_steps"] == 4
+    assert sft["config"]["lora_r"] == 16  # a default the run did not set, resolved from the config schema
+    assert "data_splits" in sft["parents"] and "base_model" in sft["parents"]
+    scrub_checks = {c["check"]: c["passed"] for c in chain["assets"]["scrubbed_examples"]["checks"]}
+    assert scrub_checks["no_residual_pii"] is True
+    source = chain["sources"]["support_chat"]
+    assert source["license"] and source["reached_training"] and source["data_version"] == observed["support_chat"]
+    examples = DATA / "raw/support_chat/examples.jsonl"
+    assert source["files"]["raw/support_chat/examples.jsonl"] == sha256_file(examples)
+    md = (artifacts / "release_decision/lineage_audit.md").read_text()
+    assert "| sft_adapter |" in md and sha256_file(examples) in md and "no_residual_pii pass" in md
 
 
 def _contract_variant(tmp_path, name, edit) -> dict:
@@ -112,10 +141,11 @@ def _lenient(text: str) -> str:
 RELEASE_STEPS = ["eval_contract", "release_decision", "serving_bundle"]
 
 
-def _release_then_tighten(tmp_path, artifacts):
+def _release_then_tighten(tmp_path, artifacts, instance):
     """The same evaluated tiny model: a contract whose bar it meets releases it (bundle built, loaded both
     ways, answers checked); the real bar rejects it again and no bundle is built."""
-    first = materialize(DATA, artifacts, _contract_variant(tmp_path, "lenient", _lenient), selection=RELEASE_STEPS)
+    first = materialize(DATA, artifacts, _contract_variant(tmp_path, "lenient", _lenient), selection=RELEASE_STEPS,
+                        instance=instance)
     manifest = json.loads((artifacts / "release_decision/release_manifest.json").read_text())
     assert manifest["decision"] == "release" and all(r["passed"] for r in manifest["rules"]), manifest["reasons"]
     assert "serving_bundle" in materialized_keys(first)
@@ -133,7 +163,7 @@ def _release_then_tighten(tmp_path, artifacts):
     assert served["host"] == "127.0.0.1" and served["trust_remote_code"] is False
 
     second = materialize(DATA, artifacts, _contract_variant(tmp_path, "bundled", lambda text: text),
-                         selection=RELEASE_STEPS)
+                         selection=RELEASE_STEPS, instance=instance)
     assert "release_decision" in materialized_keys(second) and "serving_bundle" not in materialized_keys(second)
     assert check_results(second)["release_gate"] is False
     manifest = json.loads((artifacts / "release_decision/release_manifest.json").read_text())
@@ -142,3 +172,40 @@ def _release_then_tighten(tmp_path, artifacts):
                                                                           if not r["passed"]}
     # the bundle on disk is still the one released under the lenient contract; nothing overwrote it
     assert json.loads((bundle / "release_manifest.json").read_text())["contract"]["release_rule"] == "thresholds_only"
+    return first, second
+
+
+def _audit_answers_governance_questions(instance, home, initial, first, second, monkeypatch, capsys):
+    """"Which releases used source X?" and "which source files and checks stand behind release Y?",
+    answered from the Dagster instance (three release decisions: reject, release, reject)."""
+    rows = lineage.releases_using_source(instance, "support_chat")
+    assert [(r["run_id"], r["decision"]) for r in rows] == [
+        (second.run_id, "reject"), (first.run_id, "release"), (initial.run_id, "reject")]
+    version = rows[0]["source_data_version"]
+    assert len(lineage.releases_using_source(instance, "support_chat", version[:8])) == 3
+    assert lineage.releases_using_source(instance, "support_chat", "0" * 12) == []  # no release read that version
+    assert lineage.releases_using_source(instance, "no_such_source") == []
+
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert cli.main(["audit", first.run_id[:8], "--json"]) == 0
+    audit = json.loads(capsys.readouterr().out)
+    assert audit["target"]["decision"] == "release" and audit["target"]["run_id"] == first.run_id
+    chain = audit["chain"]
+    release = chain["assets"]["release_decision"]
+    assert {c["check"]: c["passed"] for c in release["checks"]} == {"release_gate": True}
+    # the released decision reads the eval report of the initial run: lineage crosses runs exactly
+    assert chain["assets"]["eval_report"]["run_id"] == initial.run_id
+    # ... and the contract it was decided under is the lenient one of its own run; the report was made
+    # under the contract of the initial run: both stand in the chain
+    contract = chain["assets"]["eval_contract"]
+    assert contract["run_id"] == first.run_id and contract["read_by"] == ["release_decision"]
+    assert [(old["run_id"], old["read_by"]) for old in contract["also_read"]] == [
+        (initial.run_id, ["blind_review_packet", "data_splits", "eval_report", "preference_pairs"])]
+    assert chain["assets"]["eval_contract"]["config"]["contract_file"].endswith("lenient.yaml")
+    assert set(chain["sources"]) == {"support_chat", "support_preferences"}
+    assert all(len(digest) == 64 for s in chain["sources"].values() for digest in s["files"].values())
+
+    assert cli.main(["audit", "--source", "support_chat"]) == 0
+    table = capsys.readouterr().out
+    assert table.count(f"| `{first.run_id[:8]}` |") == 1 and "| release |" in table
+    assert cli.main(["audit", "no_such_release"]) == 1

@@ -1,47 +1,246 @@
-"""Reading the paper trail back from the Dagster instance: each upstream asset's latest
-materialization (data version, code version, run, time, metadata) and its latest check results.
-The release manifest is built from these, so it states what Dagster recorded, not what we assume."""
+"""Reading the paper trail back from the Dagster instance. Every materialization records, in its
+tags, the exact upstream materializations it read (`dagster/input_event_pointer/<asset>`: their
+storage ids); following those pointers gives the chain that really stands behind an artifact, not
+whatever happens to be latest now. The release manifest, the `lineage_audit` report and the
+`ftassets audit` command are all built from this walk, so they state what Dagster recorded."""
+
+import time
+from collections import defaultdict
 
 import dagster as dg
+from dagster._config import process_config
+
+POINTER = "dagster/input_event_pointer/"
+SOURCES_ASSET = "raw_sources"       # observable source: one partition (and data version) per source folder
+SOURCE_FILES_ASSET = "validated_examples"  # records each source's files, content hashes and license
+RELEASE_ASSET = "release_decision"
+
+
+def _iso(ts: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else None
+
+
+def materialization(instance: dg.DagsterInstance, key: str, storage_id: int | None = None):
+    """One materialization record of `key`: the one with `storage_id`, else the latest (None if none)."""
+    flt = dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), storage_ids=[storage_id] if storage_id else None)
+    records = instance.fetch_materializations(flt, limit=1).records
+    return records[0] if records else None
 
 
 def latest_materialization(instance: dg.DagsterInstance, key: str) -> dict | None:
-    record = instance.get_latest_materialization_event(dg.AssetKey(key))
-    if record is None or record.asset_materialization is None:
-        return None
+    record = materialization(instance, key)
+    return _describe(record) if record else None
+
+
+def _describe(record) -> dict:
     mat = record.asset_materialization
     tags = mat.tags or {}
     return {"data_version": tags.get("dagster/data_version"), "code_version": tags.get("dagster/code_version"),
-            "run_id": record.run_id, "materialized_at": record.timestamp,
+            "run_id": record.run_id, "storage_id": record.storage_id, "materialized_at": record.timestamp,
             "metadata": {k: v.value for k, v in (mat.metadata or {}).items()}}
 
 
-def lineage(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, dict | None]:
-    """{asset: {data_version, code_version, run_id, materialized_at}} (metadata left out)."""
+def _parents(record) -> dict[str, int | None]:
+    tags = record.asset_materialization.tags or {}
+    return {k[len(POINTER):]: (int(v) if v.isdigit() else None) for k, v in tags.items() if k.startswith(POINTER)}
+
+
+class _RunCache:
+    """Run configs and check evaluations, fetched once per run however many assets it materialized."""
+
+    def __init__(self, instance: dg.DagsterInstance):
+        self.instance, self._configs, self._checks = instance, {}, {}
+
+    def op_config(self, run_id: str, key: str) -> dict | None:
+        if run_id not in self._configs:
+            run = self.instance.get_run_by_id(run_id)
+            self._configs[run_id] = dict(run.run_config or {}) if run is not None else {}
+        return ((self._configs[run_id].get("ops") or {}).get(key) or {}).get("config")
+
+    def checks(self, run_id: str) -> list:
+        if run_id not in self._checks:
+            records = self.instance.get_records_for_run(
+                run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=10_000).records
+            self._checks[run_id] = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+        return self._checks[run_id]
+
+
+def _effective_config(defs: dg.Definitions | None, key: str, supplied: dict | None) -> dict | None:
+    """The config the asset ran with: what the run supplied plus the schema defaults it left out."""
+    if defs is None:
+        return supplied
+    try:
+        field = defs.resolve_assets_def(key).op.config_field
+    except Exception:  # noqa: BLE001 - an asset removed from the code since: show what was supplied
+        return supplied
+    if field is None:
+        return supplied
+    result = process_config(field.config_type, supplied or {})
+    return dict(result.value) if result.success else supplied
+
+
+def _check_rows(evaluations: list, key: str, storage_id: int) -> list[dict]:
+    rows = []
+    for ev in evaluations:
+        target = ev.target_materialization_data
+        if ev.asset_key.to_user_string() != key or (target is not None and target.storage_id != storage_id):
+            continue
+        meta = ev.metadata or {}
+        rows.append({"check": ev.check_name, "passed": ev.passed, "severity": ev.severity.value,
+                     "blocking": bool(ev.blocking),
+                     "value": getattr(meta.get("value"), "value", None),
+                     "threshold": getattr(meta.get("threshold"), "value", None)})
+    return sorted(rows, key=lambda r: r["check"])
+
+
+def _source_versions(instance: dg.DagsterInstance, before_storage_id: int) -> dict[str, str]:
+    """Each source partition's data version as last observed before a given event."""
+    records = instance.fetch_observations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(SOURCES_ASSET),
+                                                                before_storage_id=before_storage_id),
+                                          limit=1000).records
     out = {}
-    for key in keys:
-        record = latest_materialization(instance, key)
-        out[key] = {k: v for k, v in record.items() if k != "metadata"} if record else None
+    for r in records:  # newest first
+        obs = r.asset_observation
+        out.setdefault(obs.partition, (obs.tags or {}).get("dagster/data_version"))
     return out
 
 
-def check_results(instance: dg.DagsterInstance, all_check_keys, keys: list[str]) -> list[dict]:
-    """Latest evaluation of every check (of `all_check_keys`) defined on `keys`: passed, severity, run id."""
-    wanted = {dg.AssetKey(k) for k in keys}
-    check_keys = sorted((ck for ck in all_check_keys if ck.asset_key in wanted),
-                        key=lambda ck: ck.to_user_string())
-    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
+def _sources(instance: dg.DagsterInstance, entry: dict) -> dict:
+    """Per source: license, kind, do_not_train, observed data version and every file with its hash."""
+    meta = entry["metadata"]
+    files = meta.get("input_versions") or {}
+    observed = _source_versions(instance, entry["storage_id"])
+    out = {}
+    for name, spec in (meta.get("sources") or {}).items():
+        out[name] = {**spec, "data_version": observed.get(name), "reached_training": not spec.get("do_not_train"),
+                     "files": {f: h for f, h in sorted(files.items()) if name in f.replace("\\", "/").split("/")}}
+    return out
+
+
+def upstream_chain(instance: dg.DagsterInstance, roots: dict[str, int | None], defs: dg.Definitions | None = None) -> dict:
+    """Walk the input event pointers from `roots` ({asset: storage id, None = latest}) to the sources.
+
+    Returns {"assets": {asset: entry}, "sources": {...}, "missing": [...]}. Each entry holds the data and
+    code version, materializing run id and time, effective config, the checks evaluated on that very
+    materialization, its direct parents and which assets of the chain read it (`read_by`). One asset can
+    stand in the chain at two materializations (a release decided under a new contract on an eval report
+    made under the old one): the entry is the newest, the others are listed in its `also_read`. Assets
+    never materialized are listed as missing."""
+    runs = _RunCache(instance)
+    found: dict[tuple[str, int], dict] = {}
+    missing: set[str] = set()
+    stack = [(key, sid, None) for key, sid in roots.items()]
+    while stack:
+        key, storage_id, child = stack.pop()
+        if key == SOURCES_ASSET:
+            continue
+        record = materialization(instance, key, storage_id)
+        if record is None:
+            missing.add(key)
+            continue
+        seen = found.get((key, record.storage_id))
+        if seen is not None:
+            seen["read_by"] = sorted(set(seen["read_by"]) | ({child} if child else set()))
+            continue
+        entry = _describe(record)
+        parents = _parents(record)
+        entry.update({"asset": key, "materialized_at_iso": _iso(entry["materialized_at"]),
+                      "config": _effective_config(defs, key, runs.op_config(record.run_id, key)),
+                      "checks": _check_rows(runs.checks(record.run_id), key, record.storage_id),
+                      "parents": sorted(parents), "read_by": [child] if child else []})
+        if key == SOURCE_FILES_ASSET:
+            entry["sources"] = _sources(instance, entry)
+        entry["metadata"] = {k: v for k, v in entry["metadata"].items() if k in ("input_versions", "sources")
+                             or isinstance(v, (int, float, str, bool))}
+        found[(key, record.storage_id)] = entry
+        stack.extend((p, sid, key) for p, sid in parents.items())
+    assets: dict[str, dict] = {}
+    for (key, _), entry in sorted(found.items(), key=lambda kv: -kv[0][1]):  # newest first
+        if key in assets:
+            assets[key].setdefault("also_read", []).append(
+                {f: entry[f] for f in ("storage_id", "data_version", "run_id", "materialized_at_iso", "read_by")})
+        else:
+            assets[key] = entry
+    sources: dict[str, dict] = {}
+    for (key, _), entry in sorted(found.items(), key=lambda kv: kv[0][1]):  # oldest first: newest wins
+        sources.update(entry.pop("sources", {}) if key == SOURCE_FILES_ASSET else {})
+    return {"assets": dict(sorted(assets.items())), "sources": sources, "missing": sorted(missing - set(assets))}
+
+
+def audit_report(instance: dg.DagsterInstance, roots: dict[str, int | None], defs: dg.Definitions | None = None,
+                 label: str | None = None) -> dict:
+    """{"target": what was audited, "chain": upstream_chain(...)}; a release target also names its decision."""
+    chain = upstream_chain(instance, roots, defs)
+    target = {"label": label or ", ".join(roots), "roots": {k: e["storage_id"] for k, e in chain["assets"].items()
+                                                            if k in roots}}
+    if len(roots) == 1 and next(iter(roots)) in chain["assets"]:
+        key = next(iter(roots))
+        head = chain["assets"][key]
+        target.update({"asset": key, "run_id": head["run_id"], "data_version": head["data_version"],
+                       "materialized_at": head["materialized_at_iso"]})
+        if key == RELEASE_ASSET:
+            target.update({k: head["metadata"].get(k) for k in ("release_name", "decision")})
+    return {"target": target, "chain": chain}
+
+
+def trail(chain: dict) -> dict[str, dict]:
+    """{asset: {data_version, code_version, run_id, materialized_at}}: the manifest's lineage section."""
+    return {k: {f: e[f] for f in ("data_version", "code_version", "run_id", "storage_id", "materialized_at")}
+            for k, e in chain["assets"].items()}
+
+
+def chain_checks(chain: dict) -> list[dict]:
+    return [{"asset": k, "run_id": e["run_id"], **c} for k, e in chain["assets"].items() for c in e["checks"]]
+
+
+def releases(instance: dg.DagsterInstance, limit: int = 1000) -> list:
+    """Every release_decision materialization, newest first."""
+    return list(instance.fetch_materializations(dg.AssetKey(RELEASE_ASSET), limit=limit).records)
+
+
+def release_summary(record) -> dict:
+    meta = {k: v.value for k, v in (record.asset_materialization.metadata or {}).items()}
+    return {"release_name": meta.get("release_name"), "decision": meta.get("decision"), "run_id": record.run_id,
+            "storage_id": record.storage_id, "materialized_at": _iso(record.timestamp),
+            "data_version": (record.asset_materialization.tags or {}).get("dagster/data_version")}
+
+
+def find_target(instance: dg.DagsterInstance, target: str) -> tuple[str, int] | None:
+    """An asset key (its latest materialization), a release name, or a run id (prefix of 8+ characters)
+    naming a release_decision materialization -> (asset, storage id)."""
+    if "@" in target:  # asset@storage_id, as the audit prints it
+        key, _, sid = target.partition("@")
+        record = materialization(instance, key, int(sid)) if sid.isdigit() else None
+        return (key, record.storage_id) if record else None
+    record = materialization(instance, target)
+    if record is not None:
+        return target, record.storage_id
+    for record in releases(instance):
+        summary = release_summary(record)
+        if summary["release_name"] == target or (len(target) >= 8 and record.run_id.startswith(target)):
+            return RELEASE_ASSET, record.storage_id
+    return None
+
+
+def releases_using_source(instance: dg.DagsterInstance, source: str, version: str | None = None,
+                          defs: dg.Definitions | None = None) -> list[dict]:
+    """Releases (every release_decision, with its decision) whose exact lineage read `source` (optionally at
+    a given data version or file hash prefix), newest first."""
     out = []
-    for ck in check_keys:
-        record = records.get(ck)
-        evaluation = None
-        if record is not None and record.event is not None and record.event.dagster_event is not None:
-            evaluation = record.event.dagster_event.event_specific_data
-        out.append({"check": ck.name, "asset": ck.asset_key.to_user_string(),
-                    "status": record.status.value if record else "never_run",
-                    "passed": getattr(evaluation, "passed", None),
-                    "severity": getattr(getattr(evaluation, "severity", None), "value", None),
-                    "run_id": record.run_id if record else None})
+    by_validation = defaultdict(dict)  # many releases share one curation: walk each curation once
+    for record in releases(instance):
+        chain = upstream_chain(instance, {RELEASE_ASSET: record.storage_id})
+        validated = chain["assets"].get(SOURCE_FILES_ASSET)
+        sid = validated["storage_id"] if validated else None
+        spec = by_validation[sid].setdefault(source, chain["sources"].get(source))
+        if spec is None:
+            continue
+        if version and not (str(spec.get("data_version") or "").startswith(version)
+                            or any(h.startswith(version) for h in spec["files"].values())):
+            continue
+        out.append({**release_summary(record), "source": source, "source_data_version": spec.get("data_version"),
+                    "license": spec.get("license"), "reached_training": spec["reached_training"],
+                    "files": spec["files"]})
     return out
 
 

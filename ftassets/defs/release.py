@@ -13,8 +13,9 @@ import dagster as dg
 from pydantic import Field
 
 from ftassets.defs.common import package_versions
-from ftassets.defs.lineage import check_results, latest_materialization, lineage, run_config
+from ftassets.defs import lineage as lin
 from ftassets.defs.resources import ArtifactStore
+from ftassets.lib import audit as audit_lib
 from ftassets.lib import contract as contract_lib
 from ftassets.lib import model_card, serving
 from ftassets.lib import report as report_lib
@@ -23,10 +24,7 @@ from ftassets.lib.files import (atomic_directory, read_jsonl, sha256_file, sha25
 from ftassets.lib.models import weights_sha256
 
 GROUP = "release"
-LINEAGE = ["base_model_record", "base_model", "eval_contract", "validated_examples", "scrubbed_examples",
-           "deduplicated_examples", "frozen_test_set", "gold_set", "redteam_set", "data_splits",
-           "preference_pairs", "sft_adapter", "dpo_adapter", "merged_model", "eval_report",
-           "blind_review_packet", "human_review"]
+INPUTS = ["eval_report", "human_review", "eval_contract", "base_model_record"]
 ADAPTERS = ("sft_adapter", "dpo_adapter")  # applied in this order: DPO was trained on the SFT-merged base
 
 
@@ -43,24 +41,20 @@ def _git_commit() -> dict:
     return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
 
 
-def _check_keys():
-    """Every check the project defines (read from its Definitions: a run may not carry a repository)."""
+def _definitions():
+    """The project's Definitions (imported late: this module is part of them)."""
     from ftassets.definitions import defs
 
-    return defs.get_repository_def().asset_graph.asset_check_keys
+    return defs
 
 
 def _ids_digest(path: Path) -> str:
     return sha256_json(sorted(r["id"] for r in read_jsonl(path)))
 
 
-def _data_section(instance, store: ArtifactStore) -> dict:
-    validated = latest_materialization(instance, "validated_examples") or {"metadata": {}}
-    files = validated["metadata"].get("input_versions", {})
-    sources = {name: {**spec, "files": {f: digest for f, digest in files.items() if name in Path(f).parts}}
-               for name, spec in validated["metadata"].get("sources", {}).items()}
+def _data_section(chain: dict, store: ArtifactStore) -> dict:
     splits = store.artifact("data_splits")
-    return {"sources": sources, "split_id_sha256": {
+    return {"sources": chain["sources"], "split_id_sha256": {
         "train": _ids_digest(splits / "train.jsonl"), "validation": _ids_digest(splits / "validation.jsonl"),
         "test": _ids_digest(store.artifact("frozen_test_set") / "test.jsonl"),
         "gold": _ids_digest(store.artifact("gold_set") / "gold.jsonl")},
@@ -103,10 +97,10 @@ def _evaluation_section(report: dict, tuned_key: str) -> dict:
                                  for r in report["models"][tuned_key]["redteam_items"]]}
 
 
-@dg.asset(group_name=GROUP, kinds={"json", "markdown"}, deps=["eval_report", "human_review", "eval_contract",
-                                                             "base_model_record"],
+@dg.asset(group_name=GROUP, kinds={"json", "markdown"}, deps=INPUTS,
           description="release or reject, every contract rule with value and threshold; the release manifest "
-                      "(everything needed to reproduce the run) and the model card generated from it.")
+                      "(everything needed to reproduce the run), the model card generated from it, and the lineage "
+                      "audit: the exact upstream chain read back from Dagster's records.")
 def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.MaterializeResult:
     contract = json.loads((store.artifact("eval_contract") / "contract.json").read_text())
     report = json.loads((store.artifact("eval_report") / "eval_report.json").read_text())
@@ -114,8 +108,10 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) ->
     gate = contract_lib.evaluate_gate(contract, report, review)
     tuned = contract["tuned_model"]
     instance = context.instance
-    trail = lineage(instance, LINEAGE)
-    base_meta = (latest_materialization(instance, "base_model") or {"metadata": {}})["metadata"]
+    audit = lin.audit_report(instance, {k: None for k in INPUTS}, _definitions(), label="release_decision inputs")
+    chain = audit["chain"]
+    trail = lin.trail(chain)
+    base_meta = chain["assets"]["base_model"]["metadata"]
     sft_run = (trail.get("sft_adapter") or {}).get("run_id")
     manifest = {
         "release_name": f"ftassets-{tuned}-{(trail.get('eval_report') or {}).get('data_version', 'unversioned')[:12]}",
@@ -125,29 +121,35 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) ->
                        "parameters": base_meta.get("parameters"),
                        "chat_template_sha256": base_meta.get("chat_template_sha256"),
                        "license_record": json.loads((store.artifact("base_model_record") / "record.json").read_text())["record"]},
-        "data": _data_section(instance, store), "training": _training_section(store),
+        "data": _data_section(chain, store), "training": _training_section(store),
         "evaluation": _evaluation_section(report, tuned), "human_review": review,
         "known_failure_modes": _failure_modes(report, tuned),
-        "checks": check_results(instance, _check_keys(), LINEAGE),
-        "lineage": trail, "run_id": context.run_id,
+        "checks": lin.chain_checks(chain), "lineage": trail, "run_id": context.run_id,
         "reproduce": {"command": "make run  (or: ftassets run --config <run config below>)",
-                      "run_config": run_config(instance, sft_run), "python": sys.version.split()[0],
+                      "run_config": lin.run_config(instance, sft_run), "python": sys.version.split()[0],
                       "package_versions": package_versions(), **_git_commit()},
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     out = store.artifact("release_decision")
     write_json_atomic(out / "release_manifest.json", manifest)
     write_text_atomic(out / "README.md", model_card.render(manifest, report_lib.report_markdown(report, with_plot=False)))
+    audit["target"].update({"release_name": manifest["release_name"], "decision": manifest["decision"],
+                            "run_id": context.run_id})
+    write_json_atomic(out / "lineage_audit.json", audit)
+    write_text_atomic(out / "lineage_audit.md", audit_lib.render_markdown(audit))
     table = "\n".join(["| rule | value | threshold | passed |", "|---|---|---|---|"] +
                       [f"| {r['rule']} | {r['value']} | {r['threshold']} | {'yes' if r['passed'] else 'NO'} |"
                        for r in gate["rules"]])
     failed_checks = [c for c in manifest["checks"] if c["passed"] is False]
     return dg.MaterializeResult(metadata={
-        "decision": gate["decision"], "reasons": dg.MetadataValue.json(gate["reasons"]),
+        "decision": gate["decision"], "release_name": manifest["release_name"],
+        "reasons": dg.MetadataValue.json(gate["reasons"]),
         "rules": dg.MetadataValue.md(table), "human_review": review["status"],
         "upstream_checks_failed": len(failed_checks),
         "manifest_path": dg.MetadataValue.path(str(out / "release_manifest.json")),
-        "model_card_path": dg.MetadataValue.path(str(out / "README.md"))},
+        "model_card_path": dg.MetadataValue.path(str(out / "README.md")),
+        "lineage_audit_path": dg.MetadataValue.path(str(out / "lineage_audit.md")),
+        "sources": dg.MetadataValue.json({k: v["data_version"] for k, v in chain["sources"].items()})},
         data_version=dg.DataVersion(sha256_json({k: v for k, v in manifest.items()
                                                  if k not in ("created_at", "run_id", "lineage", "checks")})[:32]))
 

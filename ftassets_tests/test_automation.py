@@ -1,0 +1,219 @@
+"""Automation: code versions from source, conditions that wait for upstream blocking checks across
+runs, the training policy, the source and review sensors, incident records. Conditions are evaluated
+against a real (ephemeral) instance whose history is reported as runless events, tick by tick."""
+
+import json
+import shutil
+
+import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
+import pytest
+
+from ftassets.defs import automation
+from ftassets.definitions import STAGES
+from ftassets.defs.resources import ArtifactStore, default_resources
+from ftassets.lib.code_version import code_version, module_closure
+from ftassets_tests.conftest import DATA
+
+ALL = automation.GOVERNANCE + automation.CURATION + automation.MODEL_ASSETS
+
+
+def _defs(policy: str) -> dg.Definitions:
+    return dg.Definitions(assets=automation.with_policies(STAGES, policy, "0 3 * * *"),
+                          asset_checks=dg.load_asset_checks_from_modules(STAGES), resources=default_resources())
+
+
+def _checks(defs) -> dict[str, list[dg.AssetCheckKey]]:
+    out = {}
+    for ck in defs.resolve_asset_graph().asset_check_keys:
+        out.setdefault(ck.asset_key.to_user_string(), []).append(ck)
+    return out
+
+
+class History:
+    """Reports materializations (with data versions) and check results the way runs would."""
+
+    def __init__(self, defs):
+        self.instance = dg.DagsterInstance.ephemeral()
+        self.defs, self.checks, self.cursor = defs, _checks(defs), None
+
+    def materialize(self, key: str, version: str, checks_pass: bool = True, failing: str | None = None):
+        self.instance.report_runless_asset_event(dg.AssetMaterialization(
+            key, tags={"dagster/data_version": version, "dagster/data_version_is_user_provided": "true"}))
+        record = self.instance.fetch_materializations(dg.AssetKey(key), limit=1).records[0]
+        for ck in self.checks.get(key, []):
+            passed = checks_pass and ck.name != failing
+            self.instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+                asset_key=ck.asset_key, check_name=ck.name, passed=passed,
+                severity=dg.AssetCheckSeverity.ERROR, blocking=True,
+                target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
+                    storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)))
+
+    def tick(self) -> set[str]:
+        result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
+        self.cursor = result.cursor
+        return {key for key in ALL if result.get_requested_partitions(dg.AssetKey(key))}
+
+
+def _settled(policy: str) -> History:
+    """Everything materialized once, every check passing, and one tick to settle."""
+    history = History(_defs(policy))
+    for key in ALL:
+        history.materialize(key, "v1")
+    assert history.tick() == set()
+    return history
+
+
+AFTER_SFT = {"dpo_adapter", "merged_model", "eval_report", "blind_review_packet", "human_review", "release_decision",
+             "serving_bundle"}
+CURATION_AFTER_SCRUB = {"deduplicated_examples", "frozen_test_set", "data_splits", "preference_pairs"}
+
+
+def test_failing_blocking_check_on_scrubbed_examples_stops_everything_downstream():
+    history = _settled("eager")  # even with training on eager, nothing may run past a failed gate
+    history.materialize("scrubbed_examples", "v2", failing="no_residual_pii")
+    assert history.tick() == set()
+    assert history.tick() == set()  # and it stays stopped
+    history.materialize("scrubbed_examples", "v3")  # fixed: the check passes on the new materialization
+    assert history.tick() == CURATION_AFTER_SCRUB
+
+
+def test_manual_training_policy_curates_but_never_trains_or_evaluates():
+    history = _settled("manual")
+    history.materialize("scrubbed_examples", "v2")
+    assert history.tick() == CURATION_AFTER_SCRUB
+    for key in sorted(CURATION_AFTER_SCRUB):  # the held-out sets are hash-locked: same content, same version
+        history.materialize(key, "v2" if key in ("deduplicated_examples", "data_splits", "preference_pairs") else "v1")
+    assert history.tick() == set()  # changed splits, but training is manual; the frozen test set did not change
+    history.materialize("sft_adapter", "v2")  # a person trains: everything after it follows, in one tick
+    assert history.tick() == AFTER_SFT
+
+
+def test_unchanged_data_versions_launch_nothing():
+    history = _settled("eager")
+    for key in automation.CURATION:  # a nightly re-curation of unchanged sources: new runs, same content
+        history.materialize(key, "v1")
+    assert history.tick() == set()
+
+
+def test_eager_training_waits_for_curation_and_retrains_only_on_changed_data():
+    history = _settled("eager")
+    history.materialize("scrubbed_examples", "v2")
+    assert "sft_adapter" not in history.tick()  # no same-tick retraining: wait for the new splits
+    for key in sorted(CURATION_AFTER_SCRUB):
+        history.materialize(key, "v1")  # re-curated to identical content
+    assert history.tick() == set()
+    history.materialize("data_splits", "v3")
+    assert history.tick() == {"sft_adapter"} | AFTER_SFT  # one run: train, then everything that follows
+
+
+def test_rejected_release_does_not_build_a_bundle_in_a_later_tick():
+    history = _settled("manual")
+    history.materialize("release_decision", "v2", failing="release_gate")
+    assert "serving_bundle" not in history.tick()
+    history.materialize("release_decision", "v3")
+    assert history.tick() == {"serving_bundle"}
+
+
+def test_code_versions_follow_the_source_a_stage_imports():
+    from pathlib import Path
+
+    import ftassets.defs.curation as curation
+    import ftassets.defs.training as training
+
+    closure = {p.name for p in module_closure(Path(curation.__file__))}
+    assert {"curation.py", "pii.py", "dedup.py", "validation.py"} <= closure and "train_sft.py" not in closure
+    assert "train_dpo.py" in {p.name for p in module_closure(Path(training.__file__), automation.TRAINING_RECIPES)}
+    versions = {n.key.to_user_string(): n.code_version for n in _defs("manual").resolve_asset_graph().asset_nodes}
+    assert versions["scrubbed_examples"] == versions["validated_examples"] == code_version(Path(curation.__file__))
+    assert versions["sft_adapter"] != versions["scrubbed_examples"] and len(versions["sft_adapter"]) == 16
+
+
+def test_training_policy_setting_is_checked(monkeypatch):
+    monkeypatch.setenv("FTASSETS_TRAINING_POLICY", "sometimes")
+    with pytest.raises(ValueError, match="FTASSETS_TRAINING_POLICY must be one of manual, cron, eager"):
+        automation.training_policy()
+
+
+def _data_copy(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(DATA / "raw", data / "raw")
+    return data
+
+
+def test_source_sensor_requests_curation_once_per_state_of_the_data(tmp_path):
+    data = _data_copy(tmp_path)
+    store = ArtifactStore(data_dir=str(data), artifacts_dir=str(tmp_path / "artifacts"))
+    instance = dg.DagsterInstance.ephemeral()
+
+    def evaluate(cursor):
+        with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": store}) as ctx:
+            return automation.raw_sources_sensor(ctx)
+
+    first = evaluate(None)
+    assert len(first.run_requests) == 1 and {o.partition for o in first.asset_events} == {
+        "support_chat", "support_preferences"}
+    assert first.dynamic_partitions_requests[0].partition_keys == ["support_chat", "support_preferences"]
+    instance.add_dynamic_partitions("raw_sources", ["support_chat", "support_preferences"])  # as the daemon would
+    assert isinstance(evaluate(first.cursor), dg.SkipReason)  # nothing changed: no run
+    examples = data / "raw/support_chat/examples.jsonl"
+    original = examples.read_bytes()  # holds a deliberately malformed (non-UTF-8) line: edit as bytes
+    examples.write_bytes(original.replace(b"platform support", b"platform helpdesk", 1))  # edit one example
+    second = evaluate(first.cursor)
+    assert [o.partition for o in second.asset_events] == ["support_chat"]
+    assert second.run_requests[0].run_key != first.run_requests[0].run_key
+    assert "changed: support_chat" in second.run_requests[0].tags["ftassets/source_changes"]
+    examples.write_bytes(original)  # edited back: the same state as at first, the same run key
+    assert evaluate(second.cursor).run_requests[0].run_key == first.run_requests[0].run_key
+    shutil.copytree(data / "raw/support_chat", data / "raw/new_team")  # a new source folder
+    third = evaluate(first.cursor)
+    assert "new: new_team" in third.run_requests[0].tags["ftassets/source_changes"]
+    assert third.dynamic_partitions_requests[0].partition_keys == ["new_team"]
+    assert json.loads(third.cursor)["new_team"] == json.loads(third.cursor)["support_chat"]
+
+
+def test_review_sensor_runs_once_per_graded_file(tmp_path):
+    store = ArtifactStore(data_dir=str(tmp_path / "data"), artifacts_dir=str(tmp_path / "artifacts"))
+    instance = dg.DagsterInstance.ephemeral()
+
+    def evaluate():
+        with dg.build_sensor_context(instance=instance, resources={"store": store}) as ctx:
+            return automation.review_sensor(ctx)
+
+    assert isinstance(evaluate(), dg.SkipReason)
+    (tmp_path / "artifacts/blind_review_packet").mkdir(parents=True)
+    (tmp_path / "artifacts/blind_review_packet/key.json").write_text(json.dumps({"packet_id": "p1"}))
+    assert "waiting for" in evaluate().skip_message
+    (tmp_path / "data/reviews").mkdir(parents=True)
+    (tmp_path / "data/reviews/p1.jsonl").write_text('{"pair": 0, "preferred": "A"}\n')
+    key = evaluate().run_key
+    assert key.startswith("review-p1-") and evaluate().run_key == key
+    (tmp_path / "data/reviews/p1.jsonl").write_text('{"pair": 0, "preferred": "B"}\n')
+    assert evaluate().run_key != key
+
+
+def test_incident_record_names_the_run_and_steps_without_data():
+    run = dg.DagsterRun(job_name="__ASSET_JOB", run_id="r1", tags={"ftassets/trigger": "automation",
+                                                                   "dagster/max_retries": "0"},
+                        asset_selection={dg.AssetKey("sft_adapter")})
+    record = automation.incident_record(run, "Execution of step sft_adapter failed.\nTraceback ...", ["sft_adapter"])
+    assert record["error"] == "Execution of step sft_adapter failed." and record["assets"] == ["sft_adapter"]
+    assert record["retries_allowed"] == "0" and record["trigger"] == "automation"
+
+
+def test_project_definitions_carry_the_automation():
+    from ftassets.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
+    assert {s.name for s in repo.sensor_defs} == {"raw_sources_sensor", "review_sensor", "incident_sensor",
+                                                  "curation_automation", "model_automation"}
+    assert repo.get_schedule_def("nightly_recuration").cron_schedule == "0 2 * * *"
+    graph = defs.resolve_asset_graph()
+    conditioned = {n.key.to_user_string() for n in graph.asset_nodes if n.automation_condition is not None}
+    assert conditioned == set(automation.CURATION + automation.MODEL_ASSETS) - {
+        "validated_examples", "gold_set", "redteam_set", "sft_adapter"}  # manual training by default
+    targeted = set()
+    for sensor in (repo.get_sensor_def("curation_automation"), repo.get_sensor_def("model_automation")):
+        targeted |= {k.to_user_string() for k in sensor.asset_selection.resolve(graph)}
+    assert conditioned <= targeted
