@@ -104,3 +104,12 @@ def materialized_keys(result) -> set[str]:
 
 def check_results(result) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for servers a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

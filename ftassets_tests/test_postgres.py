@@ -7,7 +7,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from ftassets import cli
 from ftassets.defs import lineage
-from ftassets_tests.conftest import DATA, REPO, check_results, materialize, materialized_keys
+from ftassets_tests.conftest import DATA, REPO, check_results, free_port, materialize, materialized_keys
 
 CURATION = ["base_model_record", "base_model", "eval_contract", "validated_examples", "scrubbed_examples",
             "deduplicated_examples", "frozen_test_set", "gold_set", "redteam_set", "data_splits", "preference_pairs"]
@@ -28,12 +27,6 @@ def _pg_bin() -> str | None:
         return os.path.dirname(found[-1])
     pg_ctl = shutil.which("pg_ctl")
     return os.path.dirname(os.path.realpath(pg_ctl)) if pg_ctl else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +44,7 @@ def postgres():
         as_user = ["runuser", "-u", "postgres", "--"]
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
-    port = _free_port()
+    port = free_port()
     run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True, timeout=120)  # noqa: E731
     run(f"{bindir}/initdb", "-D", str(data), "-A", "trust", "-U", "ftassets", "--no-sync", "-E", "UTF8")
     run(f"{bindir}/pg_ctl", "-D", str(data), "-w", "-l", str(root / "server.log"), "-o",

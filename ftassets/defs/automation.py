@@ -125,18 +125,21 @@ def with_policies(stage_modules, policy: str | None = None, cron: str | None = N
     return out
 
 
-# Sensors and the schedule
+# Sensors and the schedule (how often they look: seconds, from the environment)
+
+SENSOR_INTERVAL_S = int(os.environ.get("FTASSETS_SENSOR_INTERVAL_S", "60"))
+AUTOMATION_INTERVAL_S = int(os.environ.get("FTASSETS_AUTOMATION_INTERVAL_S", "30"))
 
 CURATION_TAGS = {"dagster/max_retries": "1", "ftassets/trigger": "automation"}
 MODEL_TAGS = {"dagster/max_retries": "0", "ftassets/trigger": "automation"}
 
 curation_automation = dg.AutomationConditionSensorDefinition(
     "curation_automation", target=dg.AssetSelection.assets(*CURATION, *GOVERNANCE), run_tags=CURATION_TAGS,
-    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=AUTOMATION_INTERVAL_S,
     description="Carries changed curated data downstream through curation, stage by stage, once checks pass.")
 model_automation = dg.AutomationConditionSensorDefinition(
     "model_automation", target=dg.AssetSelection.assets(*MODEL_ASSETS), run_tags=MODEL_TAGS,
-    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING, minimum_interval_seconds=AUTOMATION_INTERVAL_S,
     description="Training per FTASSETS_TRAINING_POLICY; evaluation and release follow a new model. Never retried.")
 
 
@@ -155,7 +158,7 @@ def _observation(name: str, version: str) -> dg.AssetObservation:
         "dagster/data_version": version, "dagster/data_version_is_user_provided": "true"})
 
 
-@dg.sensor(target=dg.AssetSelection.assets("validated_examples"), minimum_interval_seconds=60,
+@dg.sensor(target=dg.AssetSelection.assets("validated_examples"), minimum_interval_seconds=SENSOR_INTERVAL_S,
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Watches the data root: a new source folder, a changed file or source.yaml records the new "
                        "source versions and requests curation; the run key is the hash of all source versions, so the "
@@ -195,7 +198,7 @@ nightly_recuration = dg.ScheduleDefinition(
                 "changes nothing downstream, so no training or evaluation follows.")
 
 
-@dg.sensor(target=dg.AssetSelection.assets("human_review"), minimum_interval_seconds=60,
+@dg.sensor(target=dg.AssetSelection.assets("human_review"), minimum_interval_seconds=SENSOR_INTERVAL_S,
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="A graded blind-review file for the current packet (reviews/<packet_id>.jsonl) requests "
                        "human_review; each distinct file content runs once.")
