@@ -150,6 +150,9 @@ def test_source_sensor_requests_curation_once_per_state_of_the_data(tmp_path):
         with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": store}) as ctx:
             return automation.raw_sources_sensor(ctx)
 
+    waiting = evaluate(None)
+    assert isinstance(waiting, dg.SkipReason) and "base_model is not materialized" in waiting.skip_message
+    instance.report_runless_asset_event(dg.AssetMaterialization("base_model"))
     first = evaluate(None)
     assert len(first.run_requests) == 1 and {o.partition for o in first.asset_events} == {
         "support_chat", "support_preferences"}

@@ -101,3 +101,23 @@ def test_curation_and_audit_on_postgres(postgres, tmp_path, tiny_model_dir, monk
         "no_residual_pii", "scrubbed_examples_conserved"}
     assert chain["sources"]["support_chat"]["data_version"] == observed["support_chat"]
     assert lineage.releases_using_source(instance, "support_chat") == []  # curated, never released
+
+
+def test_kubernetes_instance_config_is_valid_for_dagster_k8s(monkeypatch):
+    """The cluster variant is config only here (no cluster): its run launcher section must satisfy
+    dagster-k8s's own schema, and its storage must be the tested PostgreSQL section."""
+    import yaml
+    from dagster._config import process_config
+    from dagster_k8s import K8sRunLauncher
+
+    for var, value in {"FTASSETS_K8S_NAMESPACE": "ml", "FTASSETS_K8S_IMAGE": "registry.example/ftassets:1"}.items():
+        monkeypatch.setenv(var, value)
+    k8s = yaml.safe_load((REPO / "deploy/k8s/dagster.yaml").read_text())
+    local = yaml.safe_load((REPO / "deploy/postgres/dagster.yaml").read_text())
+    assert k8s["storage"] == local["storage"]
+    launcher = k8s["run_launcher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    result = process_config(K8sRunLauncher.config_type(), launcher["config"])
+    assert result.success, result.errors
+    assert result.value["job_namespace"] == "ml" and result.value["job_image"] == "registry.example/ftassets:1"
+    assert "FTASSETS_PG_PASSWORD" in result.value["env_vars"]  # passed from the environment, not written here
