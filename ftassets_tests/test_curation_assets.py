@@ -128,3 +128,37 @@ def test_each_source_is_observed_with_its_own_data_version(tmp_path):
     assert second["support_chat"] == first["support_chat"]
     assert second["support_preferences"] != first["support_preferences"]
     assert "new_source" in second and "new_source" in instance.get_dynamic_partitions(RAW_SOURCES.name)
+
+
+def test_two_machines_share_artifacts_through_an_object_store(tmp_path, tiny_model_dir):
+    """Machine A curates and publishes; machine B, with an empty artifacts folder, fetches what it
+    needs, re-splits with another seed and publishes; A then fetches B's splits."""
+    import dagster as dg
+
+    from ftassets.definitions import defs
+    from ftassets.defs.resources import ArtifactStore, PiiEngine, training_launcher
+    from ftassets.lib import object_store
+
+    remote = f"file://{tmp_path}/bucket/ftassets"
+
+    def run(machine: str, selection, run_config):
+        store = ArtifactStore(data_dir=str(DATA), artifacts_dir=str(tmp_path / machine), remote_url=remote)
+        result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection,
+                                resources={"store": store, "pii": PiiEngine(), "training_launcher": training_launcher()},
+                                run_config=run_config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        return store, result
+
+    a, first = run("a", CURATION, _config(tiny_model_dir))
+    assert first.success
+    published = object_store.list_artifacts(remote)
+    assert {"base_model", "data_splits", "deduplicated_examples", "frozen_test_set"} <= set(published)
+    assert object_store.remote_manifest(f"{remote}/data_splits") == object_store.local_manifest(tmp_path / "a/data_splits")
+
+    b, second = run("b", ["data_splits"], {"ops": {"data_splits": {"config": {"seed": 7}}}})
+    assert second.success  # its inputs came from the store: B never curated anything
+    assert object_store.local_manifest(tmp_path / "b/deduplicated_examples") == \
+        object_store.local_manifest(tmp_path / "a/deduplicated_examples")
+    b_splits = object_store.local_manifest(tmp_path / "b/data_splits")
+    assert b_splits != object_store.local_manifest(tmp_path / "a/data_splits")  # another seed, other splits
+    assert object_store.remote_manifest(f"{remote}/data_splits") == b_splits
+    assert a.sync_down() == ["data_splits"] and object_store.local_manifest(tmp_path / "a/data_splits") == b_splits

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from ftassets.lib import object_store
 from ftassets.lib.files import sha256_file
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
@@ -22,10 +23,47 @@ def default_artifacts_dir() -> str:
 
 
 class ArtifactStore(dg.ConfigurableResource):
-    """Where inputs are read (data_dir) and artifacts are written (artifacts_dir)."""
+    """Where inputs are read (data_dir) and artifacts are written (artifacts_dir). With `remote_url`
+    (any fsspec URL: s3://bucket/ftassets, gs://..., file:///shared/ftassets) the local folder is a
+    working copy of an object store of record: every published artifact is fetched (and verified)
+    when a run or step starts, and every artifact that changed locally is published when it ends, so
+    run pods and GPU nodes on different machines share one set of artifacts."""
 
     data_dir: str
     artifacts_dir: str
+    remote_url: str = ""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.remote_url:
+            fetched = self.sync_down()
+            if context.log and fetched:
+                context.log.info(f"fetched from {self.remote_url}: {', '.join(fetched)}")
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self.remote_url:
+            published = self.sync_up()
+            if context.log and published:
+                context.log.info(f"published to {self.remote_url}: {', '.join(published)}")
+
+    def _remote(self, name: str) -> str:
+        return f"{self.remote_url.rstrip('/')}/{name}"
+
+    def sync_down(self) -> list[str]:
+        """Fetch every published artifact that differs from the local copy; returns their names."""
+        return [name for name in object_store.list_artifacts(self.remote_url)
+                if object_store.fetch(self._remote(name), Path(self.artifacts_dir) / name)]
+
+    def sync_up(self) -> list[str]:
+        """Publish every local artifact folder (not the hidden staging/checkpoint ones) that differs from
+        the published copy; returns their names."""
+        root = Path(self.artifacts_dir)
+        out = []
+        for folder in sorted(root.iterdir()) if root.is_dir() else []:
+            if folder.is_dir() and not folder.name.startswith("."):
+                if object_store.local_manifest(folder) != object_store.remote_manifest(self._remote(folder.name)):
+                    object_store.publish(folder, self._remote(folder.name))
+                    out.append(folder.name)
+        return out
 
     def data(self, relative: str) -> Path:
         path = Path(relative)
@@ -129,5 +167,6 @@ def training_launcher() -> TrainingLauncher:
 
 
 def default_resources() -> dict:
-    return {"store": ArtifactStore(data_dir=default_data_dir(), artifacts_dir=default_artifacts_dir()),
+    return {"store": ArtifactStore(data_dir=default_data_dir(), artifacts_dir=default_artifacts_dir(),
+                                   remote_url=os.environ.get("FTASSETS_ARTIFACTS_REMOTE", "")),
             "pii": PiiEngine(), "training_launcher": training_launcher()}
