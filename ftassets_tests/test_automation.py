@@ -49,18 +49,19 @@ class History:
                 target_materialization_data=AssetCheckEvaluationTargetMaterializationData(
                     storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)))
 
-    def tick(self) -> set[str]:
-        result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
+    def tick(self, at=None) -> set[str]:
+        result = dg.evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor,
+                                                   evaluation_time=at)
         self.cursor = result.cursor
         return {key for key in ALL if result.get_requested_partitions(dg.AssetKey(key))}
 
 
-def _settled(policy: str) -> History:
+def _settled(policy: str, at=None) -> History:
     """Everything materialized once, every check passing, and one tick to settle."""
     history = History(_defs(policy))
     for key in ALL:
         history.materialize(key, "v1")
-    assert history.tick() == set()
+    assert history.tick(at) == set()
     return history
 
 
@@ -105,6 +106,21 @@ def test_eager_training_waits_for_curation_and_retrains_only_on_changed_data():
     assert history.tick() == set()
     history.materialize("data_splits", "v3")
     assert history.tick() == {"sft_adapter"} | AFTER_SFT  # one run: train, then everything that follows
+
+
+def test_cron_training_runs_on_the_tick_only_when_curated_data_changed():
+    import datetime
+
+    day = datetime.datetime.now(datetime.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    at = lambda d, h, m: day + datetime.timedelta(days=d, hours=h, minutes=m)  # noqa: E731  (cron: 03:00 UTC)
+    history = _settled("cron", at(1, 2, 0))
+    assert history.tick(at(1, 3, 1)) == set()  # a tick, but nothing changed since the last adapter
+    history.materialize("data_splits", "v2")
+    assert history.tick(at(1, 4, 0)) == set()  # changed, but between ticks: wait for the next one
+    assert history.tick(at(2, 2, 59)) == set()
+    assert history.tick(at(2, 3, 1)) == {"sft_adapter"} | AFTER_SFT
+    history.materialize("sft_adapter", "v2")
+    assert history.tick(at(3, 3, 1)) - AFTER_SFT == set()  # trained on that change: the next tick does not retrain
 
 
 def test_rejected_release_does_not_build_a_bundle_in_a_later_tick():
