@@ -113,3 +113,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def data_copy(tmp_path, *parts: str) -> Path:
+    """A writable copy of the named folders of the bundled data (raw, governance, eval) under tmp_path/data."""
+    import shutil
+
+    data = tmp_path / "data"
+    for part in parts:
+        shutil.copytree(DATA / part, data / part)
+    return data

@@ -13,7 +13,7 @@ from ftassets.defs import automation
 from ftassets.definitions import STAGES
 from ftassets.defs.resources import ArtifactStore, default_resources
 from ftassets.lib.code_version import code_version, module_closure
-from ftassets_tests.conftest import DATA
+from ftassets_tests.conftest import data_copy
 
 ALL = automation.GOVERNANCE + automation.CURATION + automation.MODEL_ASSETS
 
@@ -151,14 +151,8 @@ def test_training_policy_setting_is_checked(monkeypatch):
         automation.training_policy()
 
 
-def _data_copy(tmp_path):
-    data = tmp_path / "data"
-    shutil.copytree(DATA / "raw", data / "raw")
-    return data
-
-
 def test_source_sensor_requests_curation_once_per_state_of_the_data(tmp_path):
-    data = _data_copy(tmp_path)
+    data = data_copy(tmp_path, "raw")
     store = ArtifactStore(data_dir=str(data), artifacts_dir=str(tmp_path / "artifacts"))
     instance = dg.DagsterInstance.ephemeral()
 

@@ -8,9 +8,8 @@ every conservation check passes; re-freezing without a reason fails and leaves t
 
 import json
 import random
-import shutil
 
-from ftassets_tests.conftest import DATA, check_results, materialize, materialized_keys
+from ftassets_tests.conftest import DATA, check_results, data_copy, materialize, materialized_keys
 
 CURATION = ["base_model_record", "base_model", "validated_examples", "scrubbed_examples", "deduplicated_examples",
             "frozen_test_set", "gold_set", "redteam_set", "eval_contract", "data_splits", "preference_pairs"]
@@ -20,15 +19,8 @@ def _config(tiny_model_dir) -> dict:
     return {"ops": {"base_model": {"config": {"source": str(tiny_model_dir)}}}}
 
 
-def _data_copy(tmp_path):
-    data = tmp_path / "data"
-    for part in ("raw", "governance", "eval"):
-        shutil.copytree(DATA / part, data / part)
-    return data
-
-
 def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_path, tiny_model_dir, shared_data):
-    data = _data_copy(tmp_path)
+    data = data_copy(tmp_path, "raw", "governance", "eval")
     alpaca = json.loads((shared_data / "sft/alpaca_en_demo.json").read_text())[:120]
     folder = data / "raw" / "alpaca_demo"
     folder.mkdir()
@@ -90,7 +82,7 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
 
 
 def test_refreeze_without_reason_fails_and_keeps_the_lock(tmp_path, tiny_model_dir):
-    data = _data_copy(tmp_path)
+    data = data_copy(tmp_path, "raw", "governance", "eval")
     lock_before = (data / "governance/frozen_test_set.lock.json").read_text()
     config = _config(tiny_model_dir)
     config["ops"]["frozen_test_set"] = {"config": {"refreeze": True, "refreeze_reason": ""}}
@@ -108,7 +100,7 @@ def test_each_source_is_observed_with_its_own_data_version(tmp_path):
     from ftassets.defs.curation import RAW_SOURCES, raw_sources
     from ftassets.defs.resources import ArtifactStore
 
-    data = _data_copy(tmp_path)
+    data = data_copy(tmp_path, "raw", "governance", "eval")
     instance = dg.DagsterInstance.ephemeral()
     resources = {"store": ArtifactStore(data_dir=str(data), artifacts_dir=str(tmp_path / "artifacts"))}
 

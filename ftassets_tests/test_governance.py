@@ -1,18 +1,11 @@
 """Integration: the license gate blocks everything downstream of a disallowed base model."""
 
-import shutil
 
-from ftassets_tests.conftest import DATA, check_results, materialize, materialized_keys
-
-
-def _data_copy(tmp_path):
-    data = tmp_path / "data"
-    shutil.copytree(DATA / "governance", data / "governance")
-    return data
+from ftassets_tests.conftest import check_results, data_copy, materialize, materialized_keys
 
 
 def test_allowed_license_lets_base_model_through(tmp_path, tiny_model_dir):
-    data = _data_copy(tmp_path)
+    data = data_copy(tmp_path, "governance")
     result = materialize(data, tmp_path / "artifacts", {"ops": {"base_model": {"config": {"source": str(tiny_model_dir)}}}},
                          selection=["base_model_record", "base_model"])
     assert result.success
@@ -26,7 +19,7 @@ def test_allowed_license_lets_base_model_through(tmp_path, tiny_model_dir):
 
 
 def test_non_commercial_license_for_commercial_use_stops_everything_downstream(tmp_path, tiny_model_dir):
-    data = _data_copy(tmp_path)
+    data = data_copy(tmp_path, "governance")
     record = data / "governance/base_model.yaml"
     record.write_text(record.read_text().replace("license: apache-2.0", "license: cc-by-nc-4.0"))
     result = materialize(data, tmp_path / "artifacts", {"ops": {"base_model": {"config": {"source": str(tiny_model_dir)}}}},

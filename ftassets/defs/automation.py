@@ -28,7 +28,7 @@ from ftassets.defs.curation import RAW_SOURCES
 from ftassets.defs.resources import ArtifactStore
 from ftassets.lib import formats
 from ftassets.lib.code_version import code_version
-from ftassets.lib.files import sha256_file, sha256_json, sha256_tree, write_json_atomic
+from ftassets.lib.files import sha256_file, sha256_json, write_json_atomic
 
 TRAINING_POLICIES = ("manual", "cron", "eager")
 CURATION = ["validated_examples", "scrubbed_examples", "deduplicated_examples", "frozen_test_set", "gold_set",
@@ -143,11 +143,6 @@ model_automation = dg.AutomationConditionSensorDefinition(
     description="Training per FTASSETS_TRAINING_POLICY; evaluation and release follow a new model. Never retried.")
 
 
-def source_versions(raw: Path) -> dict[str, str]:
-    """{source folder: content hash of every file in it (data, sidecar, source.yaml)}."""
-    return {f.name: sha256_tree(f)[:32] for f in formats.source_folders(raw)}
-
-
 def source_changes(previous: dict[str, str], current: dict[str, str]) -> dict[str, list[str]]:
     return {"new": sorted(set(current) - set(previous)), "removed": sorted(set(previous) - set(current)),
             "changed": sorted(k for k in set(current) & set(previous) if current[k] != previous[k])}
@@ -166,7 +161,7 @@ def _observation(name: str, version: str) -> dg.AssetObservation:
                        "by Dagster across restarts.")
 def raw_sources_sensor(context: dg.SensorEvaluationContext, store: ArtifactStore) -> dg.SensorResult | dg.SkipReason:
     raw = store.data("raw")
-    current = source_versions(raw)
+    current = formats.source_versions(raw)
     previous = json.loads(context.cursor) if context.cursor else {}
     changes = source_changes(previous, current)
     if not any(changes.values()):

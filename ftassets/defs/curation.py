@@ -13,7 +13,7 @@ from pydantic import Field
 from ftassets.defs.common import file_version, ids_in, origins_in, partition_check
 from ftassets.defs.resources import ArtifactStore, PiiEngine
 from ftassets.lib import dedup, formats
-from ftassets.lib.files import read_jsonl, sha256_bytes, sha256_file, sha256_tree, write_jsonl_atomic
+from ftassets.lib.files import read_jsonl, sha256_bytes, sha256_file, write_jsonl_atomic
 from ftassets.lib.governance import GovernanceError, load_training_data_licenses
 from ftassets.lib.models import count_chat_tokens, load_tokenizer
 from ftassets.lib.pii import DEFAULT_ENTITIES, chat_fields
@@ -30,13 +30,13 @@ RAW_SOURCES = dg.DynamicPartitionsDefinition(name="raw_sources")
     description="The source folders under raw/, one partition each, observed as a content hash of every file in "
                 "the folder (data, sidecar, source.yaml): a changed file changes only its source's data version.")
 def raw_sources(context, store: ArtifactStore) -> dg.DataVersionsByPartition:
-    folders = formats.source_folders(store.data(ValidationConfig().raw_dir))
+    versions = formats.source_versions(store.data(ValidationConfig().raw_dir))
     known = set(context.instance.get_dynamic_partitions(RAW_SOURCES.name))
-    new = [f.name for f in folders if f.name not in known]
+    new = [name for name in versions if name not in known]
     if new:  # a new source folder becomes a new partition: nothing to register by hand
         context.instance.add_dynamic_partitions(RAW_SOURCES.name, new)
         context.log.info(f"new sources: {', '.join(new)}")
-    return dg.DataVersionsByPartition({f.name: dg.DataVersion(sha256_tree(f)[:32]) for f in folders})
+    return dg.DataVersionsByPartition({name: dg.DataVersion(version) for name, version in versions.items()})
 
 
 class ValidationConfig(dg.Config):

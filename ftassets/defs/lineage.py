@@ -5,7 +5,6 @@ whatever happens to be latest now. The release manifest, the `lineage_audit` rep
 `ftassets audit` command are all built from this walk, so they state what Dagster recorded."""
 
 import time
-from collections import defaultdict
 
 import dagster as dg
 from dagster._config import process_config
@@ -25,11 +24,6 @@ def materialization(instance: dg.DagsterInstance, key: str, storage_id: int | No
     flt = dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), storage_ids=[storage_id] if storage_id else None)
     records = instance.fetch_materializations(flt, limit=1).records
     return records[0] if records else None
-
-
-def latest_materialization(instance: dg.DagsterInstance, key: str) -> dict | None:
-    record = materialization(instance, key)
-    return _describe(record) if record else None
 
 
 def _describe(record) -> dict:
@@ -222,17 +216,12 @@ def find_target(instance: dg.DagsterInstance, target: str) -> tuple[str, int] | 
     return None
 
 
-def releases_using_source(instance: dg.DagsterInstance, source: str, version: str | None = None,
-                          defs: dg.Definitions | None = None) -> list[dict]:
+def releases_using_source(instance: dg.DagsterInstance, source: str, version: str | None = None) -> list[dict]:
     """Releases (every release_decision, with its decision) whose exact lineage read `source` (optionally at
     a given data version or file hash prefix), newest first."""
     out = []
-    by_validation = defaultdict(dict)  # many releases share one curation: walk each curation once
     for record in releases(instance):
-        chain = upstream_chain(instance, {RELEASE_ASSET: record.storage_id})
-        validated = chain["assets"].get(SOURCE_FILES_ASSET)
-        sid = validated["storage_id"] if validated else None
-        spec = by_validation[sid].setdefault(source, chain["sources"].get(source))
+        spec = upstream_chain(instance, {RELEASE_ASSET: record.storage_id})["sources"].get(source)
         if spec is None:
             continue
         if version and not (str(spec.get("data_version") or "").startswith(version)

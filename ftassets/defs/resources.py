@@ -60,8 +60,9 @@ class ArtifactStore(dg.ConfigurableResource):
         out = []
         for folder in sorted(root.iterdir()) if root.is_dir() else []:
             if folder.is_dir() and not folder.name.startswith("."):
-                if object_store.local_manifest(folder) != object_store.remote_manifest(self._remote(folder.name)):
-                    object_store.publish(folder, self._remote(folder.name))
+                files, remote = object_store.local_manifest(folder), object_store.remote_manifest(self._remote(folder.name))
+                if files != remote:
+                    object_store.publish(folder, self._remote(folder.name), files, remote or {})
                     out.append(folder.name)
         return out
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ftassets.lib.files import sha256_tree
 from ftassets.lib.governance import GovernanceError, load_yaml
 
 SOURCE_FIELDS = {"license", "provenance", "format", "task", "reviewed_by", "do_not_train", "kind"}
@@ -89,6 +90,11 @@ def source_folders(raw_root: Path) -> list[Path]:
         return []
     return [p for p in sorted(raw_root.iterdir())
             if p.is_dir() and ((p / "source.yaml").is_file() or data_files(p))]
+
+
+def source_versions(raw_root: Path) -> dict[str, str]:
+    """{source folder: content hash of every file in it (data, sidecar, source.yaml)}: a source's version."""
+    return {folder.name: sha256_tree(folder)[:32] for folder in source_folders(raw_root)}
 
 
 def _unusable(folder: Path, reason: str, detail: str) -> Source:

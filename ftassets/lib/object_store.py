@@ -50,13 +50,15 @@ def list_artifacts(url: str) -> list[str]:
     return sorted(Path(p).name for p in fs.ls(root, detail=False) if fs.exists(f"{p.rstrip('/')}/{MANIFEST}"))
 
 
-def publish(folder: Path, url: str) -> dict[str, str]:
+def publish(folder: Path, url: str, files: dict[str, str] | None = None,
+            before: dict[str, str] | None = None) -> dict[str, str]:
     """Upload `folder` to `url` (files first, manifest last); files the new manifest no longer lists are
-    removed afterwards. Returns the manifest."""
+    removed afterwards. `files` / `before`: the local and remote manifests when the caller has them
+    already. Returns the manifest."""
     fs, root = _fs(url)
     root = root.rstrip("/")
-    files = local_manifest(folder)
-    before = remote_manifest(url) or {}
+    files = local_manifest(folder) if files is None else files
+    before = (remote_manifest(url) or {}) if before is None else before
     for rel, digest in files.items():
         if before.get(rel) != digest:
             fs.makedirs(f"{root}/{Path(rel).parent.as_posix()}".rstrip("/."), exist_ok=True)
