@@ -57,6 +57,7 @@ def run(args) -> int:
         import yaml
 
         run_config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+    run_config = _config_for_selection(run_config, defs, args.select)
     instance = _instance()
     observe_sources(instance)
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
@@ -85,6 +86,18 @@ def run(args) -> int:
         if manifest["decision"] != "release":
             return 2
     return 0 if result.success else 1
+
+
+def _config_for_selection(run_config: dict, defs, selection: str) -> dict:
+    """A run config file names ops for the whole graph; a run of a selection gets only the selected ones
+    (Dagster rejects config for ops outside the job)."""
+    import dagster as dg
+
+    if selection == "*" or not run_config.get("ops"):
+        return run_config
+    keys = dg.AssetSelection.from_coercible(selection).resolve(defs.resolve_asset_graph())
+    names = {key.to_user_string() for key in keys}
+    return {**run_config, "ops": {op: c for op, c in run_config["ops"].items() if op in names}}
 
 
 def freeze_test_set(args) -> int:

@@ -164,10 +164,10 @@ def test_source_sensor_requests_curation_once_per_state_of_the_data(tmp_path):
     assert isinstance(waiting, dg.SkipReason) and "base_model is not materialized" in waiting.skip_message
     instance.report_runless_asset_event(dg.AssetMaterialization("base_model"))
     first = evaluate(None)
-    assert len(first.run_requests) == 1 and {o.partition for o in first.asset_events} == {
-        "support_chat", "support_preferences"}
-    assert first.dynamic_partitions_requests[0].partition_keys == ["support_chat", "support_preferences"]
-    instance.add_dynamic_partitions("raw_sources", ["support_chat", "support_preferences"])  # as the daemon would
+    sources = ["general_replay", "support_chat", "support_preferences"]
+    assert len(first.run_requests) == 1 and {o.partition for o in first.asset_events} == set(sources)
+    assert first.dynamic_partitions_requests[0].partition_keys == sources
+    instance.add_dynamic_partitions("raw_sources", sources)  # as the daemon would
     assert isinstance(evaluate(first.cursor), dg.SkipReason)  # nothing changed: no run
     examples = data / "raw/support_chat/examples.jsonl"
     original = examples.read_bytes()  # holds a deliberately malformed (non-UTF-8) line: edit as bytes

@@ -109,7 +109,7 @@ def test_each_source_is_observed_with_its_own_data_version(tmp_path):
         return {o.partition: o.tags["dagster/data_version"] for o in result.asset_observations_for_node("raw_sources")}
 
     first = versions()
-    assert set(first) == {"support_chat", "support_preferences"}
+    assert set(first) == {"general_replay", "support_chat", "support_preferences"}
     assert set(instance.get_dynamic_partitions(RAW_SOURCES.name)) == set(first)
     assert versions() == first  # nothing changed, nothing new
     with (data / "raw/support_preferences/pairs.jsonl").open("a") as fh:

@@ -49,3 +49,16 @@ def test_recall_on_real_pii_spans(scrubber, shared_data):
                 found += span["entity_value"] not in out
     assert total >= 20
     assert found / total >= 0.8, f"recall {found}/{total}"
+
+
+def test_batched_scrubbing_matches_one_text_at_a_time(scrubber, shared_data):
+    """scrub_records runs spaCy over batches and analyzes each distinct text once: the results must be
+    the ones `scrub` gives text by text (repeated texts included, chunk boundaries crossed)."""
+    texts = [item["full_text"] for item in json.loads((shared_data / "pii/synth_dataset_v2.json").read_text())[:120]]
+    texts += texts[:10]  # repeats, as a shared system prompt repeats
+    records = [{"id": str(n), "messages": [{"role": "user", "content": t}]} for n, t in enumerate(texts)]
+    scrubbed, report = scrubber.scrub_records(records, chat_fields, chunk=50)
+    one_by_one = [scrubber.scrub(t) for t in texts]
+    assert [r["messages"][0]["content"] for r in scrubbed] == [out for out, _ in one_by_one]
+    assert [r["pii_found"] for r in scrubbed] == [dict(counts) for _, counts in one_by_one]
+    assert report.records_with_pii == sum(1 for _, counts in one_by_one if counts)

@@ -94,7 +94,8 @@ def load_split(path: str | None, weights: dict[str, float] | None = None, seed: 
     return Dataset.from_list(rows) if rows else None
 
 
-def main(cfg: SftRecipeConfig, report=print) -> dict:
+def main(cfg: SftRecipeConfig, report=print, callbacks=()) -> dict:
+    """Train and save the adapter; `callbacks`: extra transformers TrainerCallbacks (monitoring, profiling)."""
     import torch
     from transformers import AutoModelForCausalLM, EarlyStoppingCallback, set_seed
     from trl import SFTConfig, SFTTrainer
@@ -153,7 +154,7 @@ def main(cfg: SftRecipeConfig, report=print) -> dict:
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random", packing=cfg.packing,
     )
     guard = DivergenceGuard()
-    callbacks = [guard, ProgressReporter(report)]
+    callbacks = [guard, ProgressReporter(report), *callbacks]
     if has_eval and cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
