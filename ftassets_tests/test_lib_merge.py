@@ -44,3 +44,24 @@ def test_parity_detects_a_changed_export(tiny_model_dir, tiny_tokenizer, random_
     result = merge.parity(merge.adapter_model(str(tiny_model_dir), [str(random_adapter)]), broken,
                           tiny_tokenizer, PROMPTS, max_new_tokens=8)
     assert result["max_logit_diff"] > 1e-3
+
+
+def test_an_adapter_stack_applies_every_adapter_and_merges_to_the_same_model(tiny_model_dir, tiny_tokenizer,
+                                                                            random_adapter, tmp_path):
+    """SFT then DPO (trained on the SFT-merged model): the stack is both adapters live together; it
+    equals the merge of both, and differs from the first adapter alone."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(1)
+    on_top = get_peft_model(merge.adapter_model(str(tiny_model_dir), [str(random_adapter)]).merge_and_unload(),
+                            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"],
+                                       init_lora_weights=False, task_type="CAUSAL_LM"))
+    second = tmp_path / "dpo"
+    on_top.save_pretrained(second, safe_serialization=True)
+    stack = [str(random_adapter), str(second)]
+    live = merge.adapter_model(str(tiny_model_dir), stack)
+    assert list(live.active_adapters) == ["stack_0", "stack_1"]
+    merged = load_model(merge.merge_adapters(str(tiny_model_dir), stack, tmp_path / "merged"))
+    assert merge.parity(live, merged, tiny_tokenizer, PROMPTS, max_new_tokens=8)["max_logit_diff"] < 1e-4
+    first_only = merge.adapter_model(str(tiny_model_dir), stack[:1])
+    assert merge.parity(first_only, merged, tiny_tokenizer, PROMPTS, max_new_tokens=8)["max_logit_diff"] > 1e-3
