@@ -2,10 +2,13 @@
 in one run, on the same base model, the same examples (one epoch over the first N training
 examples, so both process exactly the same tokens), the same LoRA config, batch size, schedule and
 loss (assistant turn only: the plain script uses trl's prompt/completion format, as trl documents).
-Same process settings on both sides: fp32 and no gradient checkpointing (trl's SFTConfig defaults
-are bf16=True and gradient_checkpointing=True; bf16 autocast on a CPU without native bf16 made the
-default plain script run for over 20 minutes on 20 steps here, so the baseline is the fp32 one the
-issue names). Each side runs in its own fresh process, one after the other. The mean training loss of the epoch is
+No gradient checkpointing on either side. The plain script is the fp32 baseline the issue names
+(trl's SFTConfig defaults are bf16=True and gradient_checkpointing=True; bf16 autocast on a CPU
+without native bf16 made that default run for over 20 minutes on 20 steps on a 2-core AMD machine);
+ours runs as it ships, precision `auto` (bf16 autocast where the CPU has AVX-512 bf16, else fp32),
+and the line says which. MFU for both against the fp32/bf16 matmul rooflines measured in the same
+run (4 x parameters FLOPs per token: the base is frozen, so no weight gradients). Each side runs in
+its own fresh process, one after the other. The mean training loss of the epoch is
 reported for both (the sample order differs: random vs length-grouped).
 
     .venv/bin/python benchmarks/training_throughput.py --examples 160 --batch 8 [--append-results]
@@ -54,7 +57,8 @@ cfg = SftRecipeConfig(base_model=base, train_file=data, output_dir=out, micro_ba
                       learning_rate=2e-4, logging_steps=1, warmup_ratio=0.0, lr_scheduler="linear", seed=42)
 summary = main(cfg, report=lambda m: None)
 print("RESULT " + json.dumps({"wall": summary["wall_time_s"], "steps": summary["global_steps"],
-                              "losses": [v for _, v in summary["train_loss_curve"]]}))
+                              "losses": [v for _, v in summary["train_loss_curve"]],
+                              "precision": summary["precision"], "parameters": summary["total_parameters"]}))
 '''
 
 
@@ -91,8 +95,18 @@ def main() -> None:
         plain = run(PLAIN_TRL, args.base_model, data, args.batch)
         ours = run(OURS, args.base_model, data, args.batch)
     plain_tps, ours_tps = tokens / plain["wall"], tokens / ours["wall"]
+    from benchmarks.training_profile import matmul_gflops
+    import torch
+
+    roofline = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
+    flops_per_token = 4 * ours["parameters"]  # frozen base: forward 2N + input-gradient backward 2N
+    mfu_plain = flops_per_token * plain_tps / 1e9 / roofline["fp32"]
+    mfu_ours = flops_per_token * ours_tps / 1e9 / roofline.get(ours["precision"], roofline["fp32"])
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(f"{len(rows)} examples, {tokens} tokens (no padding), batch {args.batch}, fp32, LoRA r16 all-linear")
+    print(f"{len(rows)} examples, {tokens} tokens (no padding), batch {args.batch}, LoRA r16 all-linear; plain trl "
+          f"fp32, ours {ours['precision']} (precision auto)")
+    print(f"matmul roofline measured now: fp32 {roofline['fp32']:.0f} GFLOP/s, bf16 {roofline['bf16']:.0f} GFLOP/s; "
+          f"MFU plain {mfu_plain:.2f} (fp32), ours {mfu_ours:.2f} ({ours['precision']})")
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     print(f"plain trl: {plain['steps']} steps, {plain['wall']:.1f} s, {plain_tps:.1f} tokens/s, "
           f"mean loss {mean(plain['losses']):.4f}")
@@ -100,7 +114,9 @@ def main() -> None:
           f"mean loss {mean(ours['losses']):.4f}")
     summary = (f"training vs plain trl: {ours_tps / plain_tps:.2f}x tokens/s (plain trl {plain_tps:.0f} tok/s, "
                f"ours {ours_tps:.0f} tok/s; mean epoch loss {mean(plain['losses']):.3f} vs "
-               f"{mean(ours['losses']):.3f}; {len(rows)} examples, {tokens} tokens, batch {args.batch}, fp32, "
+               f"{mean(ours['losses']):.3f}; MFU {mfu_plain:.2f} fp32 vs {mfu_ours:.2f} {ours['precision']} "
+               f"(matmul roofline fp32 {roofline['fp32']:.0f}, bf16 {roofline['bf16']:.0f} GFLOP/s); {len(rows)} "
+               f"examples, {tokens} tokens, batch {args.batch}, plain fp32, ours {ours['precision']}, "
                f"LoRA r16 all-linear, {time.strftime('%Y-%m-%d')})")
     report(summary, f"python benchmarks/training_throughput.py --examples {args.examples} --batch {args.batch} "
                     "--append-results", args.append_results)

@@ -142,7 +142,7 @@ class PiiScrubber:
 
     def scrub_records(self, records: list[dict], text_fields, chunk: int = 4096) -> tuple[list[dict], ScrubReport]:
         """Scrub the given fields of each record. `text_fields(record)` yields (getter, setter).
-        Records are scrubbed in chunks, so memory stays bounded by the chunk, not the dataset."""
+        Records are scrubbed in chunks: the distinct-text table lives for one chunk, not the dataset."""
         report = ScrubReport()
         out = []
         for start in range(0, len(records), chunk):
