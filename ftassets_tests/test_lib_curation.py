@@ -7,7 +7,7 @@ from ftassets.lib.models import count_chat_tokens
 from ftassets.lib.validation import role_order_reason, validate_sources
 from ftassets_tests.conftest import DATA
 
-ALLOWED = {"cc-by-4.0"}
+ALLOWED = {"cc-by-4.0", "apache-2.0"}  # the sample sources: support chats, base-model replay
 
 
 def _validate(tokenizer, sources=None, max_tokens=1024):
@@ -17,8 +17,9 @@ def _validate(tokenizer, sources=None, max_tokens=1024):
 
 def test_sample_data_is_validated_with_every_rejection_located(tiny_tokenizer):
     sft, pref = _validate(tiny_tokenizer)
-    raw_lines = sum(1 for line in (DATA / "raw/support_chat/examples.jsonl").read_bytes().split(b"\n") if line.strip())
-    assert len(sft.kept) + len(sft.quarantined) == raw_lines == 432
+    raw_lines = sum(1 for name in ("support_chat/examples.jsonl", "general_replay/replay.jsonl")
+                    for line in (DATA / "raw" / name).read_bytes().split(b"\n") if line.strip())
+    assert len(sft.kept) + len(sft.quarantined) == raw_lines == 432 + 93
     assert sft.reasons == {"bad_role_order": 2, "duplicate_id": 1, "empty_assistant": 1, "invalid_json": 1,
                            "invalid_utf8": 1, "missing_messages": 1, "too_long": 1, "unknown_role": 1}
     bad = {q["id"]: q for q in sft.quarantined}
@@ -26,7 +27,8 @@ def test_sample_data_is_validated_with_every_rejection_located(tiny_tokenizer):
     assert bad["sc-bad-02"]["origin"]["file"] == "raw/support_chat/examples.jsonl"
     assert isinstance(bad["sc-bad-02"]["origin"]["line"], int)
     assert len(pref.kept) == 104 and not pref.quarantined
-    assert {r["meta"]["task"] for r in sft.kept} == {"incident_triage", "ticket_summary", "platform_qa", "policy_refusal"}
+    assert {r["meta"]["task"] for r in sft.kept} == {"incident_triage", "ticket_summary", "platform_qa", "policy_refusal",
+                                                     "general_replay"}
 
 
 def test_do_not_train_and_unlicensed_sources_never_pass(tiny_tokenizer, tmp_path):
