@@ -202,7 +202,7 @@ def _audit_answers_governance_questions(instance, home, initial, first, second, 
     assert [(old["run_id"], old["read_by"]) for old in contract["also_read"]] == [
         (initial.run_id, ["blind_review_packet", "data_splits", "eval_report", "preference_pairs"])]
     assert chain["assets"]["eval_contract"]["config"]["contract_file"].endswith("lenient.yaml")
-    assert set(chain["sources"]) == {"support_chat", "support_preferences"}
+    assert set(chain["sources"]) == {"general_replay", "support_chat", "support_preferences"}
     assert all(len(digest) == 64 for s in chain["sources"].values() for digest in s["files"].values())
 
     assert cli.main(["audit", "--source", "support_chat"]) == 0

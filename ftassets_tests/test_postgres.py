@@ -76,7 +76,7 @@ def test_curation_and_audit_on_postgres(postgres, tmp_path, tiny_model_dir, monk
     assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
 
     observed = cli.observe_sources(instance)
-    assert set(observed) == {"support_chat", "support_preferences"}
+    assert set(observed) == {"general_replay", "support_chat", "support_preferences"}
     run_config = {"ops": {"base_model": {"config": {"source": str(tiny_model_dir)}}}}
     result = materialize(DATA, tmp_path / "artifacts", run_config, selection=CURATION, instance=instance)
     assert result.success and set(CURATION) <= materialized_keys(result)
