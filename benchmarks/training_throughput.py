@@ -5,8 +5,10 @@ loss (assistant turn only: the plain script uses trl's prompt/completion format,
 No gradient checkpointing on either side. The plain script is the fp32 baseline the issue names
 (trl's SFTConfig defaults are bf16=True and gradient_checkpointing=True; bf16 autocast on a CPU
 without native bf16 made that default run for over 20 minutes on 20 steps on a 2-core AMD machine);
-ours runs as it ships, precision `auto` (bf16 autocast where the CPU has AVX-512 bf16, else fp32),
-and the line says which. MFU for both against the fp32/bf16 matmul rooflines measured in the same
+ours runs as it ships: precision `auto` (on a CPU, bf16 autocast only where a bf16 matmul measures
+faster than fp32 there) and glibc malloc told to keep freed memory (`keep_freed_memory`); the line
+says which. A third run, plain trl with only that allocator setting added, splits the gain between
+the allocator and the rest. MFU for both against the fp32/bf16 matmul rooflines measured in the same
 run (4 x parameters FLOPs per token: the base is frozen, so no weight gradients). Each side runs in
 its own fresh process, one after the other. The mean training loss of the epoch is
 reported for both (the sample order differs: random vs length-grouped).
@@ -36,6 +38,9 @@ from datasets import Dataset
 from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
 base, data, out, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+if sys.argv[5:] == ["keep-freed-memory"]:  # the ablation: plain trl with our allocator setting
+    from ftassets.lib.recipe_common import keep_freed_memory
+    assert keep_freed_memory()
 msgs = [json.loads(l)["messages"] for l in open(data) if l.strip()]
 rows = [{"prompt": m[:-1], "completion": m[-1:]} for m in msgs]
 args = SFTConfig(output_dir=out, per_device_train_batch_size=batch, num_train_epochs=1, learning_rate=2e-4,
@@ -57,16 +62,17 @@ cfg = SftRecipeConfig(base_model=base, train_file=data, output_dir=out, micro_ba
                       learning_rate=2e-4, logging_steps=1, warmup_ratio=0.0, lr_scheduler="linear", seed=42)
 summary = main(cfg, report=lambda m: None)
 print("RESULT " + json.dumps({"wall": summary["wall_time_s"], "steps": summary["global_steps"],
+                              "keep_freed_memory": summary["keep_freed_memory"],
                               "losses": [v for _, v in summary["train_loss_curve"]],
                               "precision": summary["precision"], "parameters": summary["total_parameters"]}))
 '''
 
 
-def run(script: str, base: str, data: Path, batch: int) -> dict:
+def run(script: str, base: str, data: Path, batch: int, *extra: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                "PYTHONPATH": str(REPO)}
-        done = subprocess.run([sys.executable, "-c", script, base, str(data), out, str(batch)], env=env,
+        done = subprocess.run([sys.executable, "-c", script, base, str(data), out, str(batch), *extra], env=env,
                               capture_output=True, text=True)
         if done.returncode:
             raise SystemExit(done.stderr[-3000:])
@@ -94,7 +100,8 @@ def main() -> None:
         data.write_text("".join(json.dumps(r) + "\n" for r in rows))
         plain = run(PLAIN_TRL, args.base_model, data, args.batch)
         ours = run(OURS, args.base_model, data, args.batch)
-    plain_tps, ours_tps = tokens / plain["wall"], tokens / ours["wall"]
+        plain_kept = run(PLAIN_TRL, args.base_model, data, args.batch, "keep-freed-memory")
+    plain_tps, ours_tps, kept_tps = tokens / plain["wall"], tokens / ours["wall"], tokens / plain_kept["wall"]
     from benchmarks.training_profile import matmul_gflops
     import torch
 
@@ -110,13 +117,17 @@ def main() -> None:
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     print(f"plain trl: {plain['steps']} steps, {plain['wall']:.1f} s, {plain_tps:.1f} tokens/s, "
           f"mean loss {mean(plain['losses']):.4f}")
+    print(f"plain trl + our allocator setting: {plain_kept['steps']} steps, {plain_kept['wall']:.1f} s, "
+          f"{kept_tps:.1f} tokens/s, mean loss {mean(plain_kept['losses']):.4f}")
     print(f"ours:      {ours['steps']} steps, {ours['wall']:.1f} s, {ours_tps:.1f} tokens/s, "
           f"mean loss {mean(ours['losses']):.4f}")
     summary = (f"training vs plain trl: {ours_tps / plain_tps:.2f}x tokens/s (plain trl {plain_tps:.0f} tok/s, "
-               f"ours {ours_tps:.0f} tok/s; mean epoch loss {mean(plain['losses']):.3f} vs "
+               f"ours {ours_tps:.0f} tok/s; plain trl with our allocator setting {kept_tps:.0f} tok/s, so "
+               f"{ours_tps / kept_tps:.2f}x from the rest (precision, length grouping); mean epoch loss {mean(plain['losses']):.3f} vs "
                f"{mean(ours['losses']):.3f}; MFU {mfu_plain:.2f} fp32 vs {mfu_ours:.2f} {ours['precision']} "
                f"(matmul roofline fp32 {roofline['fp32']:.0f}, bf16 {roofline['bf16']:.0f} GFLOP/s); {len(rows)} "
-               f"examples, {tokens} tokens, batch {args.batch}, plain fp32, ours {ours['precision']}, "
+               f"examples, {tokens} tokens, batch {args.batch}, plain fp32, ours {ours['precision']} "
+               f"(keep_freed_memory {ours['keep_freed_memory']}), "
                f"LoRA r16 all-linear, {time.strftime('%Y-%m-%d')})")
     report(summary, f"python benchmarks/training_throughput.py --examples {args.examples} --batch {args.batch} "
                     "--append-results", args.append_results)

@@ -1,4 +1,8 @@
 import math
+import subprocess
+import sys
+
+import pytest
 
 from transformers import TrainerControl, TrainerState
 
@@ -33,6 +37,51 @@ def test_divergence_guard_stops_on_nan_and_spikes_only():
 def test_precision_resolution():
     assert resolve_precision("fp32") == "fp32"
     assert resolve_precision("auto") in ("bf16", "fp16", "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("int8")
+
+
+def test_auto_precision_on_cpu_follows_the_measured_matmul_speed(monkeypatch):
+    from ftassets.lib import recipe_common
+
+    monkeypatch.setattr(recipe_common.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(recipe_common, "_measured", {"fp32": 330.0, "bf16": 180.0})  # this project's Xeon
+    assert resolve_precision("auto") == "fp32"
+    monkeypatch.setattr(recipe_common, "_measured", {"fp32": 82.0, "bf16": 298.0})  # a 2-core AMD machine
+    assert resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(recipe_common, "_measured", {"fp32": 100.0, "bf16": 110.0})  # not a clear win: casts cost
+    assert resolve_precision("auto") == "fp32"
+    monkeypatch.setattr(recipe_common, "_measured", {})
+    speed = recipe_common.cpu_matmul_gflops(repeats=2)  # a real measurement, cached
+    assert speed["fp32"] > 0 and speed["bf16"] > 0 and recipe_common.cpu_matmul_gflops() == speed
+
+
+MMAPPED_AFTER_BIG_TENSOR = r"""
+import ctypes, sys, torch
+from ftassets.lib.recipe_common import keep_freed_memory
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+changed = keep_freed_memory() if sys.argv[1] == "on" else False
+x = torch.empty(100 << 20, dtype=torch.uint8)
+print(changed, libc.mallinfo2().hblkhd >> 20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc setting: Linux only")
+def test_keep_freed_memory_serves_big_tensors_from_the_heap():
+    """glibc's default maps a 100 MiB tensor with its own mmap (unmapped again on free, re-faulted by
+    the next step); with the setting it comes from the heap and stays there for reuse."""
+    def run(mode):
+        out = subprocess.run([sys.executable, "-c", MMAPPED_AFTER_BIG_TENSOR, mode], capture_output=True, text=True,
+                             check=True).stdout.split()
+        return out[0], int(out[1])
+
+    changed, mapped_mib = run("off")
+    assert changed == "False" and mapped_mib >= 100
+    changed, mapped_mib = run("on")
+    assert changed == "True" and mapped_mib < 10
 
 
 def test_task_weights_scale_a_tasks_share_and_reject_bad_specs():
@@ -86,3 +135,35 @@ def test_template_audit_accepts_exactly_the_assistant_turn(tiny_tokenizer):
     truncated = audit_example(tiny_tokenizer, prompt, completion, ids[:-2], labels(prompt_len)[:-2])
     assert not header_leaks["mask_exact"] and not answer_cut["mask_exact"]
     assert not truncated["round_trip"] and not truncated["mask_exact"]
+
+
+def test_scoring_only_labelled_positions_gives_the_same_per_token_log_probs(tiny_model_dir, monkeypatch):
+    """The CPU compaction of trl's fused LM head changes which positions are projected, not the
+    result: per-token log-probs, entropy, top-1 hits and the loss equal the every-position path."""
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from ftassets.lib.recipe_common import score_labelled_positions_only
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    torch.manual_seed(0)
+    ids = torch.randint(5, 500, (3, 12))
+    attention = torch.ones_like(ids)
+    attention[2, 9:] = 0  # a padded row
+    labels = ids.clone()
+    labels[:, :5] = -100  # prompt
+    labels[2, 9:] = -100
+    with torch.no_grad():
+        every = model(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True)
+        monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # restored after the test
+        assert score_labelled_positions_only() and score_labelled_positions_only()  # idempotent
+        assert trl_utils._use_triton(torch.device("cpu"))
+        labelled = model(input_ids=ids, attention_mask=attention, labels=labels, fused_lm_head=True)
+    assert int(every.label_mask.sum()) == 7 + 7 + 4  # next-token labels at positions 5..11 (row 2: 5..8)
+    for field in ("log_probs", "entropy", "is_top1"):
+        torch.testing.assert_close(getattr(labelled, field), getattr(every, field), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(labelled.loss, every.loss)
+    assert float(every.log_probs[0, 0]) == 0.0 and float(labelled.log_probs[0, 0]) == 0.0  # prompt: unscored

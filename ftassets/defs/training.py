@@ -40,7 +40,10 @@ def _training_metadata(context: dg.AssetExecutionContext, path, reported: dict, 
     curves = {k: summary[k] for k in summary if k.endswith("_curve") or k.startswith("rewards_")}
     plot = markdown_image(loss_curves_png(summary, context.asset_key.to_user_string()), "loss curves")
     return {**reported, "loss_curves": dg.MetadataValue.md(plot), "curves": dg.MetadataValue.json(curves),
-            "config": dg.MetadataValue.json(summary["config"]), "path": dg.MetadataValue.path(str(path)),
+            "config": dg.MetadataValue.json(summary["config"]),
+            **({"cpu_matmul_gflops": dg.MetadataValue.json(summary["cpu_matmul_gflops"])}
+               if "cpu_matmul_gflops" in summary else {}),
+            "path": dg.MetadataValue.path(str(path)),
             "package_versions": dg.MetadataValue.json(package_versions()),
             "input_versions": dg.MetadataValue.json(upstream_versions(context, inputs))}
 
@@ -53,7 +56,10 @@ class SftConfig(dg.Config):
     target_modules: str = Field("all-linear", description="'all-linear' or comma-separated module names")
     lora_top_layers: int = Field(0, description="Adapters on the last N decoder layers only (0: every layer); the "
                                                 "backward pass stops below them, so steps get cheaper")
-    precision: str = Field("auto", description="auto, bf16, fp16 or fp32")
+    precision: str = Field("auto", description="auto, bf16, fp16 or fp32; auto is bf16 on CUDA (fp16 without "
+                                                "bf16) and, on a CPU, bf16 only where its matmuls measure faster")
+    keep_freed_memory: bool = Field(True, description="glibc malloc keeps freed tensor memory for the next step "
+                                                      "instead of re-mapping it (measured ~1.6x faster steps on CPU)")
     micro_batch_size: int = Field(8, description="Per-device batch size")
     gradient_accumulation_steps: int = Field(1, description="Micro batches per optimizer step")
     learning_rate: float = Field(2e-4, description="Peak learning rate (conservative LoRA range 1e-4..2e-4)")
@@ -113,7 +119,10 @@ class DpoConfig(dg.Config):
     lora_r: int = Field(16, description="LoRA rank")
     lora_alpha: int = Field(32, description="LoRA alpha")
     lora_top_layers: int = Field(0, description="Adapters on the last N decoder layers only (0: every layer)")
-    precision: str = Field("auto", description="auto, bf16, fp16 or fp32")
+    precision: str = Field("auto", description="auto, bf16, fp16 or fp32; auto is bf16 on CUDA (fp16 without "
+                                                "bf16) and, on a CPU, bf16 only where its matmuls measure faster")
+    keep_freed_memory: bool = Field(True, description="glibc malloc keeps freed tensor memory for the next step "
+                                                      "instead of re-mapping it (measured ~1.6x faster steps on CPU)")
     seed: int = Field(42, description="Training seed")
     eval_steps: int = Field(10, description="Validate (and checkpoint) every N steps")
     early_stopping_patience: int = Field(3, description="Evaluations without improvement before stopping (0: off)")
