@@ -21,43 +21,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.results import report  # noqa: E402
+from ftassets_tests.run_watch import CURATION, WATCHED, materialized_since, runs_since, settled  # noqa: E402
+from ftassets_tests.run_watch import wait as watch_wait  # noqa: E402
 
-CURATION = ["base_model_record", "base_model", "eval_contract", "validated_examples", "scrubbed_examples",
-            "deduplicated_examples", "frozen_test_set", "gold_set", "redteam_set", "data_splits", "preference_pairs"]
-WATCHED = CURATION + ["sft_adapter", "dpo_adapter", "merged_model", "eval_report", "release_decision", "serving_bundle"]
 TICK_S = 5
 
 
-def runs_since(instance, after: float) -> list:
-    return [r.dagster_run for r in instance.get_run_records() if r.create_timestamp.timestamp() >= after]
-
-
-def settled(instance, after: float) -> bool:
-    import dagster as dg
-
-    done = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
-    runs = runs_since(instance, after)
-    return bool(runs) and all(r.status in done for r in runs)
-
-
 def wait(predicate, timeout: float, what: str, daemon, log: Path) -> None:
-    deadline = time.time() + timeout
-    while not predicate():
-        if daemon.poll() is not None or time.time() > deadline:
-            raise SystemExit(f"{what}: daemon {'exited' if daemon.poll() is not None else 'timed out'}; "
-                             f"log tail:\n{log.read_text()[-3000:]}")
-        time.sleep(1)
-
-
-def materialized_since(instance, storage_id: int) -> list[str]:
-    import dagster as dg
-
-    out = []
-    for key in WATCHED:
-        records = instance.fetch_materializations(dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey(key), after_storage_id=storage_id), limit=100).records
-        out += [key] * len(records)
-    return sorted(out)
+    watch_wait(predicate, timeout, what, daemon, log, fail=lambda message: sys.exit(message))
 
 
 def run_seconds(instance, runs) -> float:

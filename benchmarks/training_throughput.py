@@ -10,7 +10,10 @@ faster than fp32 there) and glibc malloc told to keep freed memory (`keep_freed_
 says which. A third run, plain trl with only that allocator setting added, splits the gain between
 the allocator and the rest. MFU for both against the fp32/bf16 matmul rooflines measured in the same
 run (4 x parameters FLOPs per token: the base is frozen, so no weight gradients). Each side runs in
-its own fresh process, one after the other. The mean training loss of the epoch is
+its own fresh process, one after the other, in `--rounds` rounds (the order rotates each round);
+the median wall of each side counts, and every round's wall is printed: the plain baseline's time
+swings most from run to run (79-100 s for the same epoch here), because so much of it is the
+kernel's page-fault work. The mean training loss of the epoch is
 reported for both (the sample order differs: random vs length-grouped).
 
     .venv/bin/python benchmarks/training_throughput.py --examples 160 --batch 8 [--append-results]
@@ -22,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,6 +90,7 @@ def main() -> None:
     parser.add_argument("--train-file", default=str(REPO / "data/artifacts/data_splits/train.jsonl"))
     parser.add_argument("--examples", type=int, default=96)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2, help="runs per side; the median wall counts")
     parser.add_argument("--append-results", action="store_true")
     args = parser.parse_args()
 
@@ -95,12 +100,22 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(args.base_model)
     tokens = sum(len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"])
                  for r in rows)
+    sides = {"plain": (PLAIN_TRL,), "ours": (OURS,), "plain_kept": (PLAIN_TRL, "keep-freed-memory")}
+    runs: dict[str, list[dict]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "train.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        plain = run(PLAIN_TRL, args.base_model, data, args.batch)
-        ours = run(OURS, args.base_model, data, args.batch)
-        plain_kept = run(PLAIN_TRL, args.base_model, data, args.batch, "keep-freed-memory")
+        for round_ in range(args.rounds):  # rotate the order: no side always runs first
+            names = list(sides)[round_ % 3:] + list(sides)[:round_ % 3]
+            for name in names:
+                script, *extra = sides[name]
+                runs[name].append(run(script, args.base_model, data, args.batch, *extra))
+    def median(runs_: list[dict]) -> dict:  # the first run's losses (seeded: every round's are equal)
+        return {**runs_[0], "wall": statistics.median(r["wall"] for r in runs_)}
+
+    plain, ours, plain_kept = median(runs["plain"]), median(runs["ours"]), median(runs["plain_kept"])
+    walls = "; ".join(f"{name} " + "/".join(f"{r['wall']:.1f}" for r in rs) + " s" for name, rs in runs.items())
+    print(f"wall per round: {walls}")
     plain_tps, ours_tps, kept_tps = tokens / plain["wall"], tokens / ours["wall"], tokens / plain_kept["wall"]
     from benchmarks.training_profile import matmul_gflops
     import torch
@@ -123,14 +138,15 @@ def main() -> None:
           f"mean loss {mean(ours['losses']):.4f}")
     summary = (f"training vs plain trl: {ours_tps / plain_tps:.2f}x tokens/s (plain trl {plain_tps:.0f} tok/s, "
                f"ours {ours_tps:.0f} tok/s; plain trl with our allocator setting {kept_tps:.0f} tok/s, so "
-               f"{ours_tps / kept_tps:.2f}x from the rest (precision, length grouping); mean epoch loss {mean(plain['losses']):.3f} vs "
+               f"{ours_tps / kept_tps:.2f}x from the rest (precision, length grouping, labelled-positions-only LM "
+               f"head); median of {args.rounds} rounds, walls {walls}; mean epoch loss {mean(plain['losses']):.3f} vs "
                f"{mean(ours['losses']):.3f}; MFU {mfu_plain:.2f} fp32 vs {mfu_ours:.2f} {ours['precision']} "
                f"(matmul roofline fp32 {roofline['fp32']:.0f}, bf16 {roofline['bf16']:.0f} GFLOP/s); {len(rows)} "
                f"examples, {tokens} tokens, batch {args.batch}, plain fp32, ours {ours['precision']} "
                f"(keep_freed_memory {ours['keep_freed_memory']}), "
                f"LoRA r16 all-linear, {time.strftime('%Y-%m-%d')})")
     report(summary, f"python benchmarks/training_throughput.py --examples {args.examples} --batch {args.batch} "
-                    "--append-results", args.append_results)
+                    f"--rounds {args.rounds} --append-results", args.append_results)
 
 
 if __name__ == "__main__":

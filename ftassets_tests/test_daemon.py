@@ -14,41 +14,14 @@ import dagster as dg
 import pytest
 
 from ftassets_tests.conftest import DATA, REPO, materialize
+from ftassets_tests.run_watch import CURATION, materialized_since, runs_since, settled, wait
 
-CURATION = ["base_model_record", "base_model", "eval_contract", "validated_examples", "scrubbed_examples",
-            "deduplicated_examples", "frozen_test_set", "gold_set", "redteam_set", "data_splits", "preference_pairs"]
 AFTER_EDIT = {"validated_examples", "scrubbed_examples", "deduplicated_examples", "frozen_test_set", "data_splits",
               "preference_pairs"}
-FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
-
-
-def _runs(instance, after: float = 0.0) -> list:
-    """Runs created at or after `after` (epoch seconds), newest first."""
-    return [r.dagster_run for r in instance.get_run_records() if r.create_timestamp.timestamp() >= after]
 
 
 def _wait(predicate, timeout: float, what: str, daemon, log):
-    deadline = time.time() + timeout
-    while not predicate():
-        if daemon.poll() is not None:
-            pytest.fail(f"dagster-daemon exited ({daemon.returncode}): {log.read_text()[-3000:]}")
-        if time.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}; daemon log: {log.read_text()[-3000:]}")
-        time.sleep(2)
-
-
-def _settled(instance, after: float) -> bool:
-    runs = _runs(instance, after)
-    return bool(runs) and all(r.status in FINISHED for r in runs)
-
-
-def _materialized_since(instance, storage_id: int) -> list[str]:
-    out = []
-    for key in CURATION + ["sft_adapter", "dpo_adapter", "merged_model", "eval_report", "release_decision"]:
-        recs = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(key),
-                                                                     after_storage_id=storage_id), limit=100).records
-        out += [key] * len(recs)
-    return sorted(out)
+    wait(predicate, timeout, what, daemon, log, fail=pytest.fail)
 
 
 @pytest.mark.slow
@@ -78,28 +51,28 @@ def test_editing_one_example_recurates_exactly_downstream_and_never_trains(tmp_p
             # first look: the sensor has no cursor yet and curates the current state once; same content, so
             # nothing downstream follows
             started = time.time()
-            _wait(lambda: _settled(instance, started), 300, "the first sensor run", daemon, log)
-            first = _runs(instance)[0]
+            _wait(lambda: settled(instance, started), 300, "the first sensor run", daemon, log)
+            first = runs_since(instance)[0]
             assert first.tags.get("ftassets/trigger") == "raw_sources_sensor" and first.status == dg.DagsterRunStatus.SUCCESS
             time.sleep(20)  # several automation ticks: nothing may start
-            assert _settled(instance, started) and len(_runs(instance, started)) == 1
+            assert settled(instance, started) and len(runs_since(instance, started)) == 1
             mark = instance.fetch_materializations(dg.AssetKey("validated_examples"), limit=1).records[0].storage_id
 
             examples = data / "raw/support_chat/examples.jsonl"
             examples.write_bytes(examples.read_bytes().replace(b"platform support", b"platform helpdesk", 1))
             edited = time.time()
-            _wait(lambda: _materialized_since(instance, mark).count("preference_pairs") >= 1
-                  and "data_splits" in _materialized_since(instance, mark) and _settled(instance, edited),
+            _wait(lambda: materialized_since(instance, mark).count("preference_pairs") >= 1
+                  and "data_splits" in materialized_since(instance, mark) and settled(instance, edited),
                   420, "curation after the edit", daemon, log)
             time.sleep(20)  # and then nothing more
-            assert _settled(instance, edited)
+            assert settled(instance, edited)
         finally:
             daemon.terminate()
             daemon.wait(timeout=60)
-        runs = _runs(instance, edited)
+        runs = runs_since(instance, edited)
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs), [(r.run_id, r.status) for r in runs]
         assert "changed: support_chat" in runs[-1].tags["ftassets/source_changes"]  # oldest first: the sensor's
         assert all(r.tags.get("dagster/max_retries") == "1" for r in runs)  # curation may retry
-        assert _materialized_since(instance, mark) == sorted(AFTER_EDIT)  # each exactly once, nothing else
+        assert materialized_since(instance, mark) == sorted(AFTER_EDIT)  # each exactly once, nothing else
     finally:
         os.chdir(cwd)

@@ -22,15 +22,15 @@ def adapter_model(base_model: str, adapters: list[str]):
 
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32, use_safetensors=True,
                                                  trust_remote_code=False)
+    if not adapters:
+        return model.eval()
     names = [f"stack_{i}" for i in range(len(adapters))]
-    if adapters:
-        model = PeftModel.from_pretrained(model, adapters[0], adapter_name=names[0])
-        for name, adapter in zip(names[1:], adapters[1:]):
-            model.load_adapter(adapter, adapter_name=name)
-        model.base_model.set_adapter(names)
+    model = PeftModel.from_pretrained(model, adapters[0], adapter_name=names[0])
+    for name, adapter in zip(names[1:], adapters[1:]):
+        model.load_adapter(adapter, adapter_name=name)
+    model.base_model.set_adapter(names)
     model.eval()
-    if adapters:
-        _warm_up(model)
+    _warm_up(model)
     return model
 
 

@@ -115,10 +115,7 @@ class PiiScrubber:
 
     def scrub(self, text: str) -> tuple[str, Counter]:
         """Return (scrubbed text, counts per entity type found)."""
-        results = self.analyzer.analyze(text=text, language="en", entities=self.entities,
-                                        score_threshold=self.score_threshold,
-                                        allow_list=self.allow_list or None)
-        return self._apply(text, results)
+        return self.scrub_texts([text])[0]
 
     def _apply(self, text: str, results) -> tuple[str, Counter]:
         if not results:
