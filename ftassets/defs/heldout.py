@@ -30,6 +30,8 @@ class SplitConfig(dg.Config):
 class FreezeConfig(SplitConfig):
     refreeze: bool = Field(False, description="Select a NEW test set by the seeded rule (an explicit, logged act)")
     refreeze_reason: str = Field("", description="Why the test set is re-frozen (required with refreeze; kept in the lock)")
+    keep_members: bool = Field(False, description="With refreeze: keep the same member ids and lock their new content "
+                                                  "(a curation change altered test items, not which records they are)")
 
 
 @dg.asset(group_name=GROUP, kinds={"json"}, deps=[deduplicated_examples],
@@ -41,8 +43,11 @@ def frozen_test_set(context: dg.AssetExecutionContext, config: FreezeConfig, sto
     lock = frozen.load_lock(lock_path)
     if lock is None or config.refreeze:
         reason = config.refreeze_reason if lock is not None else (config.refreeze_reason or "initial freeze")
-        test, lock = frozen.freeze(records, config.seed, config.test_fraction, config.validation_fraction,
-                                   reason, lock)
+        if lock is not None and config.keep_members:
+            test, lock = frozen.relock(records, lock, reason)
+        else:
+            test, lock = frozen.freeze(records, config.seed, config.test_fraction, config.validation_fraction,
+                                       reason, lock)
         frozen.write_lock(lock_path, lock)
         context.log.warning(f"frozen test set (re)frozen: {len(test)} records, sha256 {lock['sha256']}, "
                             f"reason: {reason!r}; lock written to {lock_path}")

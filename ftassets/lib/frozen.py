@@ -80,5 +80,23 @@ def freeze(records: list[dict], seed: int, test_fraction: float, validation_frac
     return test, lock
 
 
+def relock(records: list[dict], previous: dict, reason: str) -> tuple[list[dict], dict]:
+    """Keep the locked members and lock their new content: for a curation change that alters test
+    items (a scrubber fix) but must not change which records are test items. Every member must
+    still be there; the history says why and what the content was before."""
+    if not reason.strip():
+        raise FrozenTestSetError("re-locking the test set needs a reason (refreeze_reason)")
+    by_id = {r["id"]: r for r in records}
+    missing = [i for i in previous["ids"] if i not in by_id]
+    if missing:
+        raise FrozenTestSetError(f"cannot keep the frozen members: {len(missing)} are no longer in the curated data "
+                                 f"(first: {', '.join(missing[:5])}); re-freeze with a new selection instead")
+    test = [by_id[i] for i in previous["ids"]]
+    history = list(previous.get("history", []))
+    history.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": reason.strip(),
+                    "previous_sha256": previous["sha256"], "records": len(test), "same_members": True})
+    return test, {**previous, "sha256": digest(test), "history": history}
+
+
 def write_lock(path: Path, lock: dict) -> Path:
     return write_text_atomic(Path(path), json.dumps(lock, indent=1) + "\n")

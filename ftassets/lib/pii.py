@@ -80,6 +80,14 @@ class PiiScrubber:
         nlp_engine = NlpEngineProvider(nlp_configuration={
             "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": spacy_model}],
         }).create_engine()
+        # Nothing here reads the dependency parse (Presidio uses entities and lemmas, names.py the tags;
+        # NER has its own tok2vec), so the parser is off: scrubbing runs 1.18x faster (319 vs 270
+        # texts/s on synth_dataset_v2). NER keeps to the parser's sentence boundaries, so a few
+        # entities change: GPE recall 0.445 -> 0.443, PERSON precision 0.655 -> 0.654; PERSON recall,
+        # and every pattern entity, unchanged.
+        for nlp in nlp_engine.nlp.values():
+            if "parser" in nlp.pipe_names:
+                nlp.disable_pipe("parser")
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=["en"])
         registry.add_recognizer(PatternRecognizer(
@@ -125,9 +133,10 @@ class PiiScrubber:
     def _apply(self, text: str, results) -> tuple[str, Counter]:
         if not results:
             return text, Counter()
-        scrubbed = self.anonymizer.anonymize(text=text, analyzer_results=results,
-                                             operators=self._operators()).text
-        return scrubbed, Counter(r.entity_type for r in results)
+        done = self.anonymizer.anonymize(text=text, analyzer_results=results, operators=self._operators())
+        # Count what was replaced: where findings overlap (two recognizers on one name, or "Austin"
+        # as a LOCATION and a PERSON), the anonymizer keeps one, and so does the count.
+        return done.text, Counter(item.entity_type for item in done.items)
 
     def scrub_texts(self, texts: list[str], batch_size: int = BATCH_SIZE) -> list[tuple[str, Counter]]:
         """`scrub` for many texts: each distinct text is analyzed once (a system prompt shared by every
