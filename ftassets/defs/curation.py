@@ -83,7 +83,7 @@ class ScrubConfig(dg.Config):
         ["support@nimbus.example", "security@nimbus.example", "JSON", "OAuth", "eu-west", "eu-west-1", "Nimbus"],
         description="Strings never treated as PII: the team's public addresses, and domain terms the NER model "
                     "mislabels (spaCy tags 'JSON' as a PERSON in 261 sample records)")
-    name_lists: bool = Field(True, description="Also find PERSON from Faker's multi-locale name lists (ftassets/lib/names.py): "
+    name_lists: bool = Field(False, description="Also find PERSON from Faker's multi-locale name lists (ftassets/lib/names.py): "
                                                "recall 0.64 -> 0.82, precision 0.70 -> 0.65 on synth_dataset_v2; off: "
                                                "the NER model alone")
 
