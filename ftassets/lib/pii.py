@@ -83,8 +83,8 @@ class PiiScrubber:
         # Nothing here reads the dependency parse (Presidio uses entities and lemmas, names.py the tags;
         # NER has its own tok2vec), so the parser is off: scrubbing runs 1.18x faster (319 vs 270
         # texts/s on synth_dataset_v2). NER keeps to the parser's sentence boundaries, so a few
-        # entities change: GPE recall 0.445 -> 0.443, PERSON precision 0.655 -> 0.654; PERSON recall,
-        # and every pattern entity, unchanged.
+        # entities change: GPE recall 0.445 -> 0.443, PERSON precision (with name lists) 0.655 -> 0.654;
+        # PERSON recall, and every pattern entity, unchanged.
         for nlp in nlp_engine.nlp.values():
             if "parser" in nlp.pipe_names:
                 nlp.disable_pipe("parser")
@@ -101,12 +101,12 @@ class PiiScrubber:
             patterns=[Pattern("phone_number_in_context", PHONE_NUMBER_REGEX, CONTEXT_NUMBER_SCORE),
                       Pattern("phone_digits_in_context", PHONE_DIGITS_REGEX, CONTEXT_NUMBER_SCORE),
                       Pattern("phone_e164", PHONE_E164_REGEX, E164_SCORE)]))
-        # Context words may also follow a number ("416 60 039 office"). Presidio counts the suffix window
-        # from the first token of a match, so five tokens reach past a number written in groups.
         if name_lists:  # PERSON also from multi-locale name lists (see ftassets/lib/names.py)
             from ftassets.lib.names import recognizer
 
             registry.add_recognizer(recognizer())
+        # Context words may also follow a number ("416 60 039 office"). Presidio counts the suffix window
+        # from the first token of a match, so five tokens reach past a number written in groups.
         enhancer = LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=5)
         self.analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"],
                                        context_aware_enhancer=enhancer)
