@@ -47,19 +47,10 @@ def category(name: str) -> str:
 
 
 def matmul_gflops(dtype, size: int = 1536, repeats: int = 12) -> float:
-    """The matmul roofline: the fastest of `repeats` timed size x size products (the best, not the
-    mean: this machine is shared, and a neighbour's burst should not lower the roofline)."""
-    import torch
+    """The matmul roofline: the fastest of `repeats` timed size x size products."""
+    from ftassets.lib import recipe_common
 
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best / 1e9
+    return recipe_common.matmul_gflops(dtype, size, size, size, repeats=repeats, warmup=3)
 
 
 def main() -> None:

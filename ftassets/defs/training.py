@@ -24,6 +24,10 @@ from ftassets.lib.recipe_checks import check_settings
 
 GROUP = "training"
 POOL = "heavy_compute"
+PRECISION_HELP = ("auto, bf16, fp16 or fp32; auto is bf16 on CUDA (fp16 without bf16) and, on a CPU, bf16 only "
+                  "where its matmuls measure faster")
+KEEP_FREED_MEMORY_HELP = ("glibc malloc keeps freed tensor memory for the next step instead of re-mapping it "
+                          "(measured ~1.6x faster steps on CPU)")
 
 
 def _launch(context: dg.AssetExecutionContext, launcher: TrainingLauncher, recipe: str, cfg) -> dict:
@@ -56,10 +60,8 @@ class SftConfig(dg.Config):
     target_modules: str = Field("all-linear", description="'all-linear' or comma-separated module names")
     lora_top_layers: int = Field(0, description="Adapters on the last N decoder layers only (0: every layer); the "
                                                 "backward pass stops below them, so steps get cheaper")
-    precision: str = Field("auto", description="auto, bf16, fp16 or fp32; auto is bf16 on CUDA (fp16 without "
-                                                "bf16) and, on a CPU, bf16 only where its matmuls measure faster")
-    keep_freed_memory: bool = Field(True, description="glibc malloc keeps freed tensor memory for the next step "
-                                                      "instead of re-mapping it (measured ~1.6x faster steps on CPU)")
+    precision: str = Field("auto", description=PRECISION_HELP)
+    keep_freed_memory: bool = Field(True, description=KEEP_FREED_MEMORY_HELP)
     micro_batch_size: int = Field(8, description="Per-device batch size")
     gradient_accumulation_steps: int = Field(1, description="Micro batches per optimizer step")
     learning_rate: float = Field(2e-4, description="Peak learning rate (conservative LoRA range 1e-4..2e-4)")
@@ -119,10 +121,8 @@ class DpoConfig(dg.Config):
     lora_r: int = Field(16, description="LoRA rank")
     lora_alpha: int = Field(32, description="LoRA alpha")
     lora_top_layers: int = Field(0, description="Adapters on the last N decoder layers only (0: every layer)")
-    precision: str = Field("auto", description="auto, bf16, fp16 or fp32; auto is bf16 on CUDA (fp16 without "
-                                                "bf16) and, on a CPU, bf16 only where its matmuls measure faster")
-    keep_freed_memory: bool = Field(True, description="glibc malloc keeps freed tensor memory for the next step "
-                                                      "instead of re-mapping it (measured ~1.6x faster steps on CPU)")
+    precision: str = Field("auto", description=PRECISION_HELP)
+    keep_freed_memory: bool = Field(True, description=KEEP_FREED_MEMORY_HELP)
     seed: int = Field(42, description="Training seed")
     eval_steps: int = Field(10, description="Validate (and checkpoint) every N steps")
     early_stopping_patience: int = Field(3, description="Evaluations without improvement before stopping (0: off)")

@@ -71,10 +71,7 @@ def freeze(records: list[dict], seed: int, test_fraction: float, validation_frac
     test = split_records(records, seed, test_fraction, validation_fraction)["test"]
     if not test:
         raise FrozenTestSetError(f"the seeded rule selected no test items from {len(records)} records")
-    history = list((previous or {}).get("history", []))
-    history.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": reason.strip(),
-                    "previous_sha256": (previous or {}).get("sha256"), "records": len(test)})
-    lock = {"sha256": digest(test), "ids": [r["id"] for r in test], "history": history,
+    lock = {"sha256": digest(test), "ids": [r["id"] for r in test], "history": _history(previous, reason, test),
             "rule": {"seed": seed, "test_fraction": test_fraction, "validation_fraction": validation_fraction,
                      "method": "sha256(seed:id) bucket; split_hint overrides"}}
     return test, lock
@@ -92,10 +89,14 @@ def relock(records: list[dict], previous: dict, reason: str) -> tuple[list[dict]
         raise FrozenTestSetError(f"cannot keep the frozen members: {len(missing)} are no longer in the curated data "
                                  f"(first: {', '.join(missing[:5])}); re-freeze with a new selection instead")
     test = [by_id[i] for i in previous["ids"]]
-    history = list(previous.get("history", []))
-    history.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": reason.strip(),
-                    "previous_sha256": previous["sha256"], "records": len(test), "same_members": True})
-    return test, {**previous, "sha256": digest(test), "history": history}
+    return test, {**previous, "sha256": digest(test), "history": _history(previous, reason, test, same_members=True)}
+
+
+def _history(previous: dict | None, reason: str, test: list[dict], **extra) -> list[dict]:
+    """The previous lock's history plus one entry for this (re)freeze."""
+    entry = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "reason": reason.strip(),
+             "previous_sha256": (previous or {}).get("sha256"), "records": len(test), **extra}
+    return [*(previous or {}).get("history", []), entry]
 
 
 def write_lock(path: Path, lock: dict) -> Path:

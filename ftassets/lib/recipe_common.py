@@ -30,20 +30,26 @@ CPU_BF16_MARGIN = 1.2  # bf16 autocast adds casts (~8% of op time in a profile):
 _MATMUL_SHAPE = (1024, 576, 1536)  # tokens x hidden x MLP width of a SmolLM2-135M batch
 
 
+def matmul_gflops(dtype, m: int, k: int, n: int, repeats: int, warmup: int = 1) -> float:
+    """GFLOP/s of an (m x k) @ (k x n) product: the fastest of `repeats` timed runs (the best, not the
+    mean: on a shared machine a neighbour's burst should not lower the figure)."""
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    for _ in range(warmup):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * m * k * n / best / 1e9
+
+
 def cpu_matmul_gflops(repeats: int = 8) -> dict[str, float]:
     """GFLOP/s of one training-sized matmul in fp32 and bf16 on this CPU (the best of `repeats`,
     ~0.2 s in all). Cached: a process measures once."""
     if not _measured:
-        m, k, n = _MATMUL_SHAPE
         for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
-            a @ b
-            best = float("inf")
-            for _ in range(repeats):
-                start = time.perf_counter()
-                a @ b
-                best = min(best, time.perf_counter() - start)
-            _measured[name] = round(2 * m * k * n / best / 1e9, 1)
+            _measured[name] = round(matmul_gflops(dtype, *_MATMUL_SHAPE, repeats=repeats), 1)
     return dict(_measured)
 
 
