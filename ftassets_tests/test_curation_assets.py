@@ -4,7 +4,7 @@ The real Alpaca demo set (CC BY-NC 4.0) is stopped by the license gate, every re
 new permissively licensed ShareGPT source flows into training, minus the records that copy real
 ARC-Easy questions (a forgetting benchmark in the contract); a folder without source.yaml is
 quarantined, not skipped; the frozen test set is reproduced from its committed lock, unchanged;
-every conservation check passes; re-freezing without a reason fails and leaves the lock alone."""
+every conservation check passes (with scrubbing split across two processes); re-freezing without a reason fails and leaves the lock alone."""
 
 import json
 import random
@@ -47,7 +47,9 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
     (folder / "source.yaml").write_text("license: cc0-1.0\nprovenance: written for this test\nkind: sft\n"
                                         "task: runbook_lookup\nreviewed_by: test\n")
     lock_before = (data / "governance/frozen_test_set.lock.json").read_text()
-    result = materialize(data, tmp_path / "artifacts", _config(tiny_model_dir), selection=CURATION)
+    config = _config(tiny_model_dir)  # scrubbing in two processes, chunks of 256 records
+    config["ops"]["scrubbed_examples"] = {"config": {"workers": 2, "chunk_records": 256}}
+    result = materialize(data, tmp_path / "artifacts", config, selection=CURATION)
     assert set(CURATION) <= materialized_keys(result)
     checks = check_results(result)
     assert checks["frozen_test_set_locked"] and checks["no_test_leakage"] and checks["no_residual_pii"]
@@ -61,6 +63,7 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
         validated["quarantined"].value
     assert validated["quarantine_reasons"].value["license_not_allowed"] == 120
     assert validated["quarantine_reasons"].value["missing_source_yaml"] == 1
+    assert meta("scrubbed_examples")["scrub_processes"].value == 2
     raw_gold = (data / "eval/gold_set.jsonl").read_text()
     gold = (tmp_path / "artifacts/gold_set/gold.jsonl").read_text()
     assert "chloe.becker@initech.net" in raw_gold and "chloe.becker@" not in gold and "<EMAIL_ADDRESS>" in gold

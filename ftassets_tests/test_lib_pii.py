@@ -64,6 +64,30 @@ def test_batched_scrubbing_matches_one_text_at_a_time(scrubber, shared_data):
     assert report.records_with_pii == sum(1 for _, counts in one_by_one if counts)
 
 
+def test_worker_processes_scrub_like_one_process(scrubber, shared_data):
+    """Chunks scrubbed in two spawned processes (each building its scrubber from the same settings)
+    come back in order with the same text, counts and report as in this process."""
+    texts = [item["full_text"] for item in json.loads((shared_data / "pii/synth_dataset_v2.json").read_text())[:40]]
+    texts.append("Mail support@nimbus.example (allow-listed) or jo@acme-corp.com.")
+    records = [{"id": str(n), "messages": [{"role": "user", "content": t}]} for n, t in enumerate(texts)]
+    alone, alone_report = scrubber.scrub_records(records, chat_fields, chunk=10)
+    parallel, parallel_report = scrubber.scrub_records(records, chat_fields, chunk=10, workers=2)
+    assert parallel == alone and parallel_report == alone_report
+    assert [r["id"] for r in parallel] == [r["id"] for r in records]
+    assert "support@nimbus.example" in parallel[-1]["messages"][0]["content"]
+    assert parallel[-1]["pii_found"] == {"EMAIL_ADDRESS": 1} and alone_report.records_with_pii > 20
+
+
+def test_context_words_match_inflected_forms(scrubber):
+    """Presidio finds context words in the (lowercased) words near a number: inflected and compound
+    forms count, as they did with spaCy's lemmas; the same digits with no context word stay."""
+    for text in ("Two of my phones: 416 60 039.", "Calling 416 60 039 works.", "Faxed from 416 60 039."):
+        assert scrubber.scrub(text)[1] == {"PHONE_NUMBER": 1}, text
+    assert scrubber.scrub("Cards: 213176828496175.")[1] == {"CREDIT_CARD": 1}
+    assert scrubber.scrub("Order 416 60 039 shipped.")[1] == {}
+    assert scrubber.scrub("Order 213176828496175 shipped.")[1] == {}
+
+
 def test_name_lists_find_international_names_and_skip_ordinary_capitalized_words():
     """The name-list recognizer: a known first name followed by capitalized words is a name; a lone
     known name only where spaCy calls it a proper noun; acronyms, weekdays and sentence-initial

@@ -4,6 +4,7 @@ record is kept with its reason, and a blocking check per stage proves the counts
 
 
 import json
+import os
 import re
 from collections import Counter
 
@@ -86,6 +87,16 @@ class ScrubConfig(dg.Config):
     name_lists: bool = Field(False, description="Also find PERSON from Faker's multi-locale name lists (ftassets/lib/names.py): "
                                                "recall 0.64 -> 0.82, precision 0.70 -> 0.65 on synth_dataset_v2; off: "
                                                "the NER model alone")
+    workers: int = Field(0, ge=0, description="Processes that scrub chunks in parallel, each loading its own NLP "
+                                              "model; 0: one per CPU core this process may use. Data of one chunk "
+                                              "is scrubbed in this process")
+    chunk_records: int = Field(4096, ge=1, description="Records per scrub chunk (a unit of parallel work; each "
+                                                       "distinct text in a chunk is analyzed once)")
+
+    def processes(self, records: int) -> int:
+        """How many processes scrub `records` records."""
+        chunks = -(-records // self.chunk_records)
+        return max(1, min(self.workers or len(os.sched_getaffinity(0)), chunks))
 
 
 def scrub_summary(report) -> dict:
@@ -100,11 +111,12 @@ def scrubbed_examples(context: dg.AssetExecutionContext, config: ScrubConfig, st
     records = read_jsonl(store.artifact("validated_examples") / "sft.jsonl")
     scrubber = pii.scrubber(config.entities, config.score_threshold, config.operator, config.allow_list,
                             config.name_lists)
-    scrubbed, report = scrubber.scrub_records(records, chat_fields)
+    processes = config.processes(len(records))
+    scrubbed, report = scrubber.scrub_records(records, chat_fields, config.chunk_records, processes)
     path = write_jsonl_atomic(store.artifact("scrubbed_examples") / "sft.jsonl", scrubbed)
     samples = [r["messages"][1]["content"][:240] for r in scrubbed if r["pii_found"]][:3]
     return dg.MaterializeResult(metadata={
-        "records": len(scrubbed), **scrub_summary(report),
+        "records": len(scrubbed), **scrub_summary(report), "scrub_processes": processes,
         "scrubbed_samples": dg.MetadataValue.md("\n\n".join(f"> {s}" for s in samples) or "(none)"),
         "path": dg.MetadataValue.path(str(path))}, data_version=file_version(path))
 

@@ -207,7 +207,8 @@ def preference_pairs(config: PreferenceConfig, store: ArtifactStore, pii: PiiEng
     pairs = read_jsonl(store.artifact("validated_examples") / "preference.jsonl")
     scrubber = pii.scrubber(config.entities, config.score_threshold, config.operator, config.allow_list,
                             config.name_lists)
-    scrubbed, report = scrubber.scrub_records(pairs, preference_fields)
+    scrubbed, report = scrubber.scrub_records(pairs, preference_fields, config.chunk_records,
+                                              config.processes(len(pairs)))
     unique, duplicates = dedup.deduplicate(scrubbed, config.near_duplicate_threshold, config.num_perm,
                                            config.shingle_size, text_of=dedup.pair_text)
     kept, contaminated = dedup.decontaminate(unique, _held_out_index(store), _prompt_texts(store, "preference.jsonl"))

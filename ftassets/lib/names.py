@@ -32,6 +32,7 @@ from functools import lru_cache
 
 PAIR_SCORE, FIRST_NAME_RUN_SCORE, SINGLE_NAME_SCORE = 0.6, 0.45, 0.4
 MAX_RUN = 4
+PROPER_NOUN_TAGS = ("NNP", "NNPS")  # the tagger's proper nouns (spaCy's PROPN)
 NOT_NAMES = frozenset(
     "Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April May June July "
     "August September October November December".split())
@@ -93,7 +94,7 @@ def _score(run: list[str], first_names, last_names, doc, start: int, end: int) -
         return PAIR_SCORE if last in last_names or last in first_names else FIRST_NAME_RUN_SCORE
     if len(run) == 1 and len(first) >= 3 and (first in first_names or first in last_names) and doc is not None:
         span = doc.char_span(start, end, alignment_mode="expand")
-        if span is not None and all(token.pos_ == "PROPN" for token in span):
+        if span is not None and all(token.tag_ in PROPER_NOUN_TAGS for token in span):
             return SINGLE_NAME_SCORE
     return 0.0
 

@@ -52,6 +52,34 @@ def _offline_tldextract() -> None:
     tldextract.tldextract.TLD_EXTRACTOR = offline
 
 
+LOWERCASE_LEMMAS = "ftassets_lowercase_lemmas"
+
+
+def _lowercase_lemmas(nlp) -> None:
+    """Replace spaCy's rule lemmatizer (and the attribute ruler that feeds it part-of-speech) with the
+    lowercased word. Presidio reads lemmas only to find context words near a match, and it matches
+    a context word as a substring of the word ("phone" in "phones", "telephone"; "call" in
+    "calling"), so the lowercased word finds what the lemma found for every context list here.
+    Without the two components scrubbing runs 1.19x faster (median of 4 alternating rounds over the
+    1,500 texts of synth_dataset_v2), with the same output for those texts and for every text of the
+    bundled data, name lists on or off. names.py reads the tagger's tags, not the ruler's POS."""
+    from spacy.language import Language
+
+    if not Language.has_factory(LOWERCASE_LEMMAS):
+        Language.component(LOWERCASE_LEMMAS, func=_set_lowercase_lemmas)
+    for name in ("lemmatizer", "attribute_ruler"):
+        if name in nlp.pipe_names:
+            nlp.disable_pipe(name)
+    if LOWERCASE_LEMMAS not in nlp.pipe_names:
+        nlp.add_pipe(LOWERCASE_LEMMAS)
+
+
+def _set_lowercase_lemmas(doc):
+    for token in doc:
+        token.lemma_ = token.lower_
+    return doc
+
+
 @dataclass
 class ScrubReport:
     records_with_pii: int = 0
@@ -88,6 +116,7 @@ class PiiScrubber:
         for nlp in nlp_engine.nlp.values():
             if "parser" in nlp.pipe_names:
                 nlp.disable_pipe("parser")
+            _lowercase_lemmas(nlp)
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=["en"])
         registry.add_recognizer(PatternRecognizer(
@@ -111,6 +140,8 @@ class PiiScrubber:
         self.analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"],
                                        context_aware_enhancer=enhancer)
         self.anonymizer = AnonymizerEngine()
+        self.settings = {"spacy_model": spacy_model, "entities": tuple(entities), "score_threshold": score_threshold,
+                         "operator": operator, "allow_list": tuple(allow_list), "name_lists": name_lists}
         self.entities = list(entities)
         self.score_threshold = score_threshold
         self.operator = operator
@@ -151,27 +182,61 @@ class PiiScrubber:
         done = {text: self._apply(text, results) for text, results in zip(distinct, found)}
         return [done[text] for text in texts]
 
-    def scrub_records(self, records: list[dict], text_fields, chunk: int = 4096) -> tuple[list[dict], ScrubReport]:
+    def scrub_records(self, records: list[dict], text_fields, chunk: int = 4096,
+                      workers: int = 1) -> tuple[list[dict], ScrubReport]:
         """Scrub the given fields of each record. `text_fields(record)` yields (getter, setter).
-        Records are scrubbed in chunks: the distinct-text table lives for one chunk, not the dataset."""
-        report = ScrubReport()
-        out = []
-        for start in range(0, len(records), chunk):
-            batch = [_deep_copy(r) for r in records[start:start + chunk]]
-            fields = [list(text_fields(record)) for record in batch]
-            results = iter(self.scrub_texts([get() for record_fields in fields for get, _ in record_fields]))
-            for record, record_fields in zip(batch, fields):
-                found = Counter()
-                for _, put in record_fields:
-                    text, counts = next(results)
-                    put(text)
-                    found += counts
-                record["pii_found"] = dict(found)
-                if found:
-                    report.records_with_pii += 1
-                    report.entities += found
-                out.append(record)
+        Records are scrubbed in chunks: the distinct-text table lives for one chunk, not the dataset.
+        With `workers` > 1 the chunks go to that many processes, each with its own copy of the NLP
+        model (a few seconds to load, so it pays from a few chunks on); the records, their order and
+        the report are the same as in one process."""
+        report, out = ScrubReport(), []
+        chunks = [records[start:start + chunk] for start in range(0, len(records), chunk)]
+        for scrubbed, part in self._scrub_chunks(chunks, text_fields, min(workers, len(chunks))):
+            out.extend(scrubbed)
+            report.records_with_pii += part.records_with_pii
+            report.entities += part.entities
         return out, report
+
+    def _scrub_chunks(self, chunks: list[list[dict]], text_fields, workers: int):
+        if workers <= 1:
+            yield from (self._scrub_chunk(records, text_fields) for records in chunks)
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the caller may hold threads (Dagster's, torch's) that a fork would copy mid-state.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker, initargs=(self.settings,)) as pool:
+            yield from pool.map(_scrub_in_worker, chunks, [text_fields] * len(chunks))
+
+    def _scrub_chunk(self, records: list[dict], text_fields) -> tuple[list[dict], ScrubReport]:
+        report = ScrubReport()
+        batch = [_deep_copy(r) for r in records]
+        fields = [list(text_fields(record)) for record in batch]
+        results = iter(self.scrub_texts([get() for record_fields in fields for get, _ in record_fields]))
+        for record, record_fields in zip(batch, fields):
+            found = Counter()
+            for _, put in record_fields:
+                text, counts = next(results)
+                put(text)
+                found += counts
+            record["pii_found"] = dict(found)
+            if found:
+                report.records_with_pii += 1
+                report.entities += found
+        return batch, report
+
+
+_WORKER: PiiScrubber | None = None
+
+
+def _start_worker(settings: dict) -> None:
+    global _WORKER
+    _WORKER = PiiScrubber(**settings)
+
+
+def _scrub_in_worker(records: list[dict], text_fields) -> tuple[list[dict], ScrubReport]:
+    return _WORKER._scrub_chunk(records, text_fields)
 
 
 def chat_fields(record: dict):
