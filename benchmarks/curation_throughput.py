@@ -199,8 +199,9 @@ def child(kind: str, n: int, base_model: str, workers: int = 0) -> dict:
 
 
 def workers_memory(run: dict) -> str:
-    """Scrub worker processes hold one chunk and their own NLP model; their peak is not in the parent's."""
-    return f" of {run['worker_peak'] / 2 ** 20:.0f} MiB peak each" if run["processes"] > 1 else ""
+    """Scrub worker processes hold one chunk and their own NLP model; their peak is not in the parent's
+    (the kernel reports the largest one's)."""
+    return f", largest worker peak {run['worker_peak'] / 2 ** 20:.0f} MiB" if run["processes"] > 1 else ""
 
 
 def exponent(xs: list[float], ys: list[float]) -> float:

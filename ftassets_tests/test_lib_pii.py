@@ -79,9 +79,11 @@ def test_worker_processes_scrub_like_one_process(scrubber, shared_data):
 
 
 def test_context_words_match_inflected_forms(scrubber):
-    """Presidio finds context words in the (lowercased) words near a number: inflected and compound
-    forms count, as they did with spaCy's lemmas; the same digits with no context word stay."""
-    for text in ("Two of my phones: 416 60 039.", "Calling 416 60 039 works.", "Faxed from 416 60 039."):
+    """Presidio finds context words in the lowercased words near a number (standing in for lemmas):
+    inflected and compound forms count, "phoning" and "messaging" through the stems in our list,
+    "calling" now too; the same digits with no context word stay."""
+    for text in ("Two of my phones: 416 60 039.", "Calling 416 60 039 works.", "Faxed from 416 60 039.",
+                 "Try phoning 416 60 039.", "Messaging 416 60 039 is best."):
         assert scrubber.scrub(text)[1] == {"PHONE_NUMBER": 1}, text
     assert scrubber.scrub("Cards: 213176828496175.")[1] == {"CREDIT_CARD": 1}
     assert scrubber.scrub("Order 416 60 039 shipped.")[1] == {}

@@ -7,6 +7,7 @@ import json
 import os
 import re
 from collections import Counter
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -88,15 +89,32 @@ class ScrubConfig(dg.Config):
                                                "recall 0.64 -> 0.82, precision 0.70 -> 0.65 on synth_dataset_v2; off: "
                                                "the NER model alone")
     workers: int = Field(0, ge=0, description="Processes that scrub chunks in parallel, each loading its own NLP "
-                                              "model; 0: one per CPU core this process may use. Data of one chunk "
-                                              "is scrubbed in this process")
+                                              "model (~600 MB); 0: one per CPU core this process may use (CPU "
+                                              "affinity and a cgroup CPU quota count), at most 8. Data of one "
+                                              "chunk is scrubbed in this process")
     chunk_records: int = Field(4096, ge=1, description="Records per scrub chunk (a unit of parallel work; each "
                                                        "distinct text in a chunk is analyzed once)")
 
     def processes(self, records: int) -> int:
         """How many processes scrub `records` records."""
         chunks = -(-records // self.chunk_records)
-        return max(1, min(self.workers or len(os.sched_getaffinity(0)), chunks))
+        return max(1, min(self.workers or min(usable_cores(), AUTO_WORKERS_MAX), chunks))
+
+
+AUTO_WORKERS_MAX = 8
+
+
+def usable_cores() -> int:
+    """CPU cores this process may use: its affinity where the OS has one (Linux), and a cgroup v2 CPU
+    quota (a container's `cpu.max`) where one is set."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def scrub_summary(report) -> dict:

@@ -38,8 +38,10 @@ PHONE_DIGITS_REGEX = r"(?<![\w+-])\d{8,14}(?!\w)(?!-\d)"
 PHONE_E164_REGEX = r"(?<![\w+-])\+\d{10,14}(?!\w)(?!-\d)"
 E164_SCORE = 0.5
 BATCH_SIZE = 64  # texts per spaCy nlp.pipe batch
-# Matched as substrings of the lemmas around a number (Presidio's default context matching).
-PHONE_CONTEXT = ["phone", "tel", "mobile", "cell", "fax", "office", "call", "reach", "answer", "message",
+# Matched as substrings of the lowercased words around a number (Presidio's context matching, with
+# the words standing in for lemmas, see _lowercase_lemmas): stems, so that "phoning" and
+# "messaging" count as "phone" and "message" did.
+PHONE_CONTEXT = ["phon", "tel", "mobile", "cell", "fax", "office", "call", "reach", "answer", "messag",
                  "sms", "whatsapp", "contact", "number", "dial"]
 
 
@@ -58,11 +60,15 @@ LOWERCASE_LEMMAS = "ftassets_lowercase_lemmas"
 def _lowercase_lemmas(nlp) -> None:
     """Replace spaCy's rule lemmatizer (and the attribute ruler that feeds it part-of-speech) with the
     lowercased word. Presidio reads lemmas only to find context words near a match, and it matches
-    a context word as a substring of the word ("phone" in "phones", "telephone"; "call" in
-    "calling"), so the lowercased word finds what the lemma found for every context list here.
-    Without the two components scrubbing runs 1.19x faster (median of 4 alternating rounds over the
-    1,500 texts of synth_dataset_v2), with the same output for those texts and for every text of the
-    bundled data, name lists on or off. names.py reads the tagger's tags, not the ruler's POS."""
+    a context word as a substring ("card" in "cards", "cell" in "cellphone"), so the word finds most
+    of what the lemma found. Where an inflection drops a letter the word does not ("phoning" holds
+    no "phone"): our own context lists use stems for those ("phon"); Presidio's built-in lists
+    lose them ("securities" no longer counts as "security" for US_SSN). One gain: "calling" and
+    "called" now count as "call", which Presidio skipped before because the lemma "call" is a
+    spaCy stop word (bare "call" still is). Without the two components scrubbing runs 1.19x faster
+    (median of 4 alternating rounds over the 1,500 texts of synth_dataset_v2); the output for those
+    texts and for every text of the bundled data, name lists on or off, is the same.
+    names.py reads the tagger's tags, not the ruler's part-of-speech."""
     from spacy.language import Language
 
     if not Language.has_factory(LOWERCASE_LEMMAS):
@@ -202,7 +208,14 @@ class PiiScrubber:
             yield from (self._scrub_chunk(records, text_fields) for records in chunks)
             return
         import multiprocessing
+        import pickle
         from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            pickle.dumps(text_fields)
+        except Exception as error:
+            raise TypeError(f"scrubbing in {workers} processes needs a module-level text_fields function "
+                            f"(got {text_fields!r}): {error}") from error
 
         # spawn, not fork: the caller may hold threads (Dagster's, torch's) that a fork would copy mid-state.
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
