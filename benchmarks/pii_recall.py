@@ -11,7 +11,7 @@ score threshold, allow-list, NER model).
   detections of that type. A detection that overlaps a labelled span of another PII type is
   counted separately ("other_pii"), not as a false positive of scrubbing.
 
-    python benchmarks/pii_recall.py [--limit N] [--append-results]
+    python benchmarks/pii_recall.py [--limit N] [--no-name-lists] [--append-results]
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ def measure(items, scrubber) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=0, help="first N texts only (0: all)")
-    parser.add_argument("--name-lists", action="store_true",
-                        help="add the name-list PERSON recognizer (scrub config name_lists: true; off by default)")
+    parser.add_argument("--name-lists", action=argparse.BooleanOptionalAction, default=None,
+                        help="with or without the name-list PERSON recognizer (default: as the scrub config, "
+                             "name_lists: true)")
     parser.add_argument("--append-results", action="store_true", help="append the summary line to benchmarks/RESULTS.md")
     args = parser.parse_args()
     if not DATA.is_file():
@@ -91,7 +92,7 @@ def main() -> int:
 
     items = json.loads(DATA.read_text())
     items = items[: args.limit] if args.limit else items
-    config = ScrubConfig(name_lists=args.name_lists)
+    config = ScrubConfig() if args.name_lists is None else ScrubConfig(name_lists=args.name_lists)
     scrubber = PiiEngine().scrubber(config.entities, config.score_threshold, config.operator, config.allow_list,
                                     config.name_lists)
     start = time.perf_counter()
@@ -110,7 +111,7 @@ def main() -> int:
     summary = "pii recall: " + ", ".join(f"{k} {v['recall']:.2f}" for k, v in per_label.items() if v["target"]) + \
         f"; PERSON precision {person.get('precision') or 0:.2f}" + \
         f" (synth_dataset_v2, {len(items)} texts, threshold {config.score_threshold}, name lists {config.name_lists})"
-    flag = " --name-lists" if args.name_lists else ""
+    flag = "" if args.name_lists is None else (" --name-lists" if args.name_lists else " --no-name-lists")
     report(summary, f"python benchmarks/pii_recall.py{flag} --append-results", args.append_results)
     return 0
 

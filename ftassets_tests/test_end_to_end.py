@@ -65,7 +65,7 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys
     assert report["test_items"] == meta("frozen_test_set")["records"].value
     for key, m in report["models"].items():  # every section measured for every compared model
         assert m["perplexity"]["validation"]["tokens"] > 0 and m["perplexity"]["test"]["tokens"] > 0
-        assert m["forgetting"]["general_probe"]["n"] == 40
+        assert m["forgetting"]["general_probe"]["n"] == 120
         assert 0 <= m["safety"]["toxic_rate"] <= 1 and len(m["redteam_items"]) == report["redteam_items"]
         assert set(m["test"]["per_task"]["incident_triage"]["fields"]) == {"severity", "component", "needs_oncall"}
     assert set(report["forgetting"]) == {"dpo_adapter", "merged_model"}

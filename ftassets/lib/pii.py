@@ -97,7 +97,7 @@ class PiiScrubber:
     PERSON recognizer (ftassets/lib/names.py)."""
 
     def __init__(self, spacy_model: str, entities=DEFAULT_ENTITIES, score_threshold: float = 0.35,
-                 operator: str = "replace", allow_list=(), name_lists: bool = False):
+                 operator: str = "replace", allow_list=(), name_lists: bool = True):
         if operator not in ("replace", "mask", "hash"):
             raise ValueError(f"operator must be replace, mask or hash, got {operator!r}")
         os.environ.setdefault("TLDEXTRACT_CACHE", os.devnull)
