@@ -22,6 +22,7 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys
     artifacts = tmp_path / "artifacts"
     home = tmp_path / "dagster_home"  # a persistent instance: the audit CLI reads it back like a user would
     home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # else Dagster logs to $DAGSTER_HOME/logs
     instance = dg.DagsterInstance.local_temp(str(home))
     observed = cli.observe_sources(instance)  # as `ftassets run` does first: the audit names source versions
     result = materialize(DATA, artifacts, tiny_run_config(tiny_model_dir), instance=instance)
