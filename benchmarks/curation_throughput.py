@@ -93,7 +93,7 @@ def rss_peak() -> int:
 
 
 def held_out_index():
-    from ftassets.lib import dedup
+    from ftassets.lib.curation import dedup
 
     items = []
     for name in ("gold_set.jsonl", "redteam_prompts.jsonl"):
@@ -107,12 +107,12 @@ def held_out_index():
 
 
 def run_chain(raw: Path, base_model: str, workers: int) -> dict:
-    from ftassets.defs.curation import ScrubConfig
-    from ftassets.lib import dedup, formats, splits
-    from ftassets.lib.governance import load_training_data_licenses
-    from ftassets.lib.models import count_chat_tokens, load_tokenizer
-    from ftassets.lib.pii import PiiScrubber, chat_fields
-    from ftassets.lib.validation import validate_sources
+    from ftassets.defs.curation.cleaning import ScrubConfig
+    from ftassets.lib.core.models import count_chat_tokens, load_tokenizer
+    from ftassets.lib.curation import dedup, formats, splits
+    from ftassets.lib.curation.pii import PiiScrubber, chat_fields
+    from ftassets.lib.curation.validation import validate_sources
+    from ftassets.lib.governance.license import load_training_data_licenses
 
     tokenizer = load_tokenizer(Path(base_model))
     scrub = ScrubConfig(workers=workers)
@@ -154,7 +154,7 @@ def run_presidio(raw: Path) -> dict:
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_anonymizer import AnonymizerEngine
 
-    from ftassets.lib.pii import _offline_tldextract
+    from ftassets.lib.curation.pii import _offline_tldextract
 
     _offline_tldextract()
     engine = NlpEngineProvider(nlp_configuration={"nlp_engine_name": "spacy", "models": [

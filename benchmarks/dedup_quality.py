@@ -59,7 +59,7 @@ def edit(text: str, kind: str, rng: random.Random) -> str:
 
 
 def build(items, rng, per_edit: int):
-    from ftassets.lib.dedup import exact_key
+    from ftassets.lib.curation.dedup import exact_key
 
     seen, records = set(), []
     for n, item in enumerate(items):
@@ -92,8 +92,8 @@ def main() -> int:
         print(f"skipped: {DATA} not found (the shared reference data is not beside this checkout)")
         return 0
     sys.path.insert(0, str(ROOT))
-    from ftassets.defs.curation import DedupConfig
-    from ftassets.lib.dedup import deduplicate
+    from ftassets.defs.curation.cleaning import DedupConfig
+    from ftassets.lib.curation.dedup import deduplicate
 
     config = DedupConfig()
     records, truth = build(json.loads(DATA.read_text()), random.Random(0), args.per_edit)

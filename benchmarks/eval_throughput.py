@@ -42,9 +42,9 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from ftassets.lib.files import read_jsonl
-    from ftassets.lib.generation import generate
-    from ftassets.lib.models import load_model, load_tokenizer
+    from ftassets.lib.core.files import read_jsonl
+    from ftassets.lib.core.generation import generate
+    from ftassets.lib.core.models import load_model, load_tokenizer
 
     model, tokenizer = load_model(Path(args.model)), load_tokenizer(Path(args.model))
     prompts = [r["messages"][:-1] for r in read_jsonl(Path(args.test_file))][:args.prompts]

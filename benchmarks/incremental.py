@@ -46,8 +46,8 @@ def main() -> None:
     import dagster as dg
 
     from ftassets.definitions import defs
-    from ftassets.defs.resources import default_resources
-    from ftassets.lib.files import read_jsonl
+    from ftassets.defs.platform.resources import default_resources
+    from ftassets.lib.core.files import read_jsonl
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -87,8 +87,8 @@ def main() -> int:
         print(f"skipped: {DATA} not found (the shared reference data is not beside this checkout)")
         return 0
     sys.path.insert(0, str(ROOT))
-    from ftassets.defs.curation import ScrubConfig
-    from ftassets.defs.resources import PiiEngine
+    from ftassets.defs.curation.cleaning import ScrubConfig
+    from ftassets.defs.platform.resources import PiiEngine
 
     items = json.loads(DATA.read_text())
     items = items[: args.limit] if args.limit else items

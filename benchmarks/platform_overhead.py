@@ -1,4 +1,4 @@
-"""Platform overhead: the SFT recipe run directly (`python -m ftassets.lib.train_sft`, the way a user
+"""Platform overhead: the SFT recipe run directly (`python -m ftassets.lib.training.sft`, the way a user
 runs it by hand) against the same recipe materialized as the `sft_adapter` asset (Dagster run,
 Pipes subprocess, settings checks, metadata, loss-curve plot, atomic write), side by side in one run,
 alternating A/B/A/B so drift on a shared machine hits both. Same base model, same train/validation
@@ -30,7 +30,7 @@ SETTINGS = {"lora_top_layers": 10, "micro_batch_size": 4, "learning_rate": 0.002
 
 def direct(artifacts: Path, out: Path, steps: int) -> float:
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items() if not isinstance(v, bool)]
-    cmd = [sys.executable, "-m", "ftassets.lib.train_sft", "--base-model", str(artifacts / "base_model"),
+    cmd = [sys.executable, "-m", "ftassets.lib.training.sft", "--base-model", str(artifacts / "base_model"),
            "--train-file", str(artifacts / "data_splits/train.jsonl"),
            "--validation-file", str(artifacts / "data_splits/validation.jsonl"), "--output-dir", str(out),
            "--max-steps", str(steps), "--eval-steps", str(steps), "--no-resume", *flags]
@@ -44,7 +44,7 @@ def through_dagster(scratch: Path, steps: int) -> float:
     import dagster as dg
 
     from ftassets.definitions import defs
-    from ftassets.defs.resources import ArtifactStore, PiiEngine, training_launcher
+    from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, training_launcher
 
     shutil.rmtree(scratch / "sft_adapter", ignore_errors=True)
     config = {"ops": {"sft_adapter": {"config": {**SETTINGS, "max_steps": steps, "eval_steps": steps}}}}

@@ -48,7 +48,7 @@ def category(name: str) -> str:
 
 def matmul_gflops(dtype, size: int = 1536, repeats: int = 12) -> float:
     """The matmul roofline: the fastest of `repeats` timed size x size products."""
-    from ftassets.lib import recipe_common
+    from ftassets.lib.training import common as recipe_common
 
     return recipe_common.matmul_gflops(dtype, size, size, size, repeats=repeats, warmup=3)
 
@@ -68,8 +68,9 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
     from transformers import TrainerCallback
 
-    from ftassets.lib.recipe_common import resolve_precision
-    from ftassets.lib.train_sft import SftRecipeConfig, main as train
+    from ftassets.lib.training.common import resolve_precision
+    from ftassets.lib.training.sft import SftRecipeConfig
+    from ftassets.lib.training.sft import main as train
 
     precision = resolve_precision(args.precision)
     roofline = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}

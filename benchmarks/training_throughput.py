@@ -43,7 +43,7 @@ from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
 base, data, out, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 if sys.argv[5:] == ["keep-freed-memory"]:  # the ablation: plain trl with our allocator setting
-    from ftassets.lib.recipe_common import keep_freed_memory
+    from ftassets.lib.training.common import keep_freed_memory
     assert keep_freed_memory()
 msgs = [json.loads(l)["messages"] for l in open(data) if l.strip()]
 rows = [{"prompt": m[:-1], "completion": m[-1:]} for m in msgs]
@@ -60,7 +60,7 @@ print("RESULT " + json.dumps({"wall": wall, "steps": trainer.state.global_step, 
 
 OURS = r'''
 import json, sys, time
-from ftassets.lib.train_sft import SftRecipeConfig, main
+from ftassets.lib.training.sft import SftRecipeConfig, main
 base, data, out, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 cfg = SftRecipeConfig(base_model=base, train_file=data, output_dir=out, micro_batch_size=batch, epochs=1,
                       learning_rate=2e-4, logging_steps=1, warmup_ratio=0.0, lr_scheduler="linear", seed=42)
@@ -117,8 +117,9 @@ def main() -> None:
     walls = "; ".join(f"{name} " + "/".join(f"{r['wall']:.1f}" for r in rs) + " s" for name, rs in runs.items())
     print(f"wall per round: {walls}")
     plain_tps, ours_tps, kept_tps = tokens / plain["wall"], tokens / ours["wall"], tokens / plain_kept["wall"]
-    from benchmarks.training_profile import matmul_gflops
     import torch
+
+    from benchmarks.training_profile import matmul_gflops
 
     roofline = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     flops_per_token = 4 * ours["parameters"]  # frozen base: forward 2N + input-gradient backward 2N

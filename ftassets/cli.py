@@ -9,7 +9,6 @@ import os
 import sys
 from pathlib import Path
 
-
 INSTANCES = ("sqlite", "postgres")
 
 
@@ -37,8 +36,8 @@ def observe_sources(instance) -> dict[str, str]:
     then names the source versions it used. Returns {source: data version}."""
     from dagster._core.definitions.observe import observe
 
-    from ftassets.defs.curation import raw_sources
-    from ftassets.defs.resources import default_resources
+    from ftassets.defs.curation.cleaning import raw_sources
+    from ftassets.defs.platform.resources import default_resources
 
     result = observe([raw_sources], instance=instance, resources={"store": default_resources()["store"]},
                      tags={"ftassets/entrypoint": "cli"})
@@ -50,7 +49,7 @@ def run(args) -> int:
     import dagster as dg
 
     from ftassets.definitions import defs
-    from ftassets.defs.resources import default_resources
+    from ftassets.defs.platform.resources import default_resources
 
     run_config = {}
     if args.config:
@@ -105,7 +104,7 @@ def freeze_test_set(args) -> int:
     import dagster as dg
 
     from ftassets.definitions import defs
-    from ftassets.defs.resources import default_resources
+    from ftassets.defs.platform.resources import default_resources
 
     if not args.reason.strip():
         print("--reason is required: say why the test set changes", file=sys.stderr)
@@ -159,8 +158,8 @@ def lineage(args) -> int:
 def audit(args) -> int:
     """Print the exact upstream chain of a release (or asset) or, with --source, the releases that read a source."""
     from ftassets.definitions import defs
-    from ftassets.defs import lineage as lin
-    from ftassets.lib import audit as audit_lib
+    from ftassets.defs.platform import lineage as lin
+    from ftassets.lib.release import audit as audit_lib
 
     instance = _instance()
     if args.source:

@@ -3,8 +3,11 @@ that keeps it current (code versions and conditions per asset, sensors, the nigh
 
 import dagster as dg
 
-from ftassets.defs import automation, curation, evaluation, governance, heldout, release, training
-from ftassets.defs.resources import default_resources
+from ftassets.defs import evaluation, governance, release, training
+from ftassets.defs.curation import cleaning as curation
+from ftassets.defs.curation import heldout
+from ftassets.defs.platform import automation
+from ftassets.defs.platform.resources import default_resources
 
 STAGES = [governance, curation, heldout, training, evaluation, release]
 

@@ -5,7 +5,7 @@ The asset (`ftassets.defs.training`) starts this module through a Pipes client
 (`PipesSubprocessClient` here, a Kubernetes pod elsewhere) with the recipe name and its config as
 Pipes extras. Every Trainer log line streams back to the Dagster run as it happens, and the run
 summary comes back as the reported materialization. The recipe itself knows nothing of Dagster:
-the same module runs under `python -m ftassets.lib.train_sft` or `accelerate launch`.
+the same module runs under `python -m ftassets.lib.training.sft` or `accelerate launch`.
 
     python -m ftassets.pipes_recipe        # only meaningful when started by a Pipes client
 """
@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import os
 
-RECIPES = {"sft": ("ftassets.lib.train_sft", "SftRecipeConfig"),
-           "dpo": ("ftassets.lib.train_dpo", "DpoRecipeConfig")}
+RECIPES = {"sft": ("ftassets.lib.training.sft", "SftRecipeConfig"),
+           "dpo": ("ftassets.lib.training.dpo", "DpoRecipeConfig")}
 
 
 def _scalars(summary: dict) -> dict:

@@ -57,14 +57,14 @@ socket.socket.connect_ex = _guarded_connect_ex
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer random-init Llama with the embedded base model's tokenizer (seconds, not minutes)."""
-    from ftassets.lib.tiny import make_tiny_model
+    from ftassets_tests.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir):
-    from ftassets.lib.models import load_tokenizer
+    from ftassets.lib.core.models import load_tokenizer
 
     return load_tokenizer(tiny_model_dir)
 
@@ -89,7 +89,7 @@ def materialize(data_dir, artifacts_dir, run_config=None, selection="*", instanc
     import dagster as dg
 
     from ftassets.definitions import defs
-    from ftassets.defs.resources import ArtifactStore, PiiEngine, training_launcher
+    from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, training_launcher
 
     resources = {"store": ArtifactStore(data_dir=str(data_dir), artifacts_dir=str(artifacts_dir)),
                  "pii": PiiEngine(), "training_launcher": training_launcher()}

@@ -6,13 +6,13 @@ import json
 import shutil
 
 import dagster as dg
-from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 import pytest
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
-from ftassets.defs import automation
 from ftassets.definitions import STAGES
-from ftassets.defs.resources import ArtifactStore, default_resources
-from ftassets.lib.code_version import code_version, module_closure
+from ftassets.defs.platform import automation
+from ftassets.defs.platform.resources import ArtifactStore, default_resources
+from ftassets.lib.core.code_version import ROOT, code_version, module_closure
 from ftassets_tests.conftest import data_copy
 
 ALL = automation.GOVERNANCE + automation.CURATION + automation.MODEL_ASSETS
@@ -134,12 +134,16 @@ def test_rejected_release_does_not_build_a_bundle_in_a_later_tick():
 def test_code_versions_follow_the_source_a_stage_imports():
     from pathlib import Path
 
-    import ftassets.defs.curation as curation
+    import ftassets.defs.curation.cleaning as curation
     import ftassets.defs.training as training
 
-    closure = {p.name for p in module_closure(Path(curation.__file__))}
-    assert {"curation.py", "pii.py", "dedup.py", "validation.py"} <= closure and "train_sft.py" not in closure
-    assert "train_dpo.py" in {p.name for p in module_closure(Path(training.__file__), automation.TRAINING_RECIPES)}
+    def closure(path, extra=()):
+        return {p.relative_to(ROOT).as_posix() for p in module_closure(Path(path), extra)}
+
+    assert {"defs/curation/cleaning.py", "lib/curation/pii.py", "lib/curation/dedup.py",
+            "lib/curation/validation.py"} <= closure(curation.__file__)
+    assert "lib/training/sft.py" not in closure(curation.__file__)
+    assert "lib/training/dpo.py" in closure(training.__file__, automation.TRAINING_RECIPES)
     versions = {n.key.to_user_string(): n.code_version for n in _defs("manual").resolve_asset_graph().asset_nodes}
     assert versions["scrubbed_examples"] == versions["validated_examples"] == code_version(Path(curation.__file__))
     assert versions["sft_adapter"] != versions["scrubbed_examples"] and len(versions["sft_adapter"]) == 16

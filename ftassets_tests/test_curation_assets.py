@@ -100,8 +100,8 @@ def test_each_source_is_observed_with_its_own_data_version(tmp_path):
     import dagster as dg
     from dagster._core.definitions.observe import observe  # the in-process twin of the UI's "Observe sources"
 
-    from ftassets.defs.curation import RAW_SOURCES, raw_sources
-    from ftassets.defs.resources import ArtifactStore
+    from ftassets.defs.curation.cleaning import RAW_SOURCES, raw_sources
+    from ftassets.defs.platform.resources import ArtifactStore
 
     data = data_copy(tmp_path, "raw", "governance", "eval")
     instance = dg.DagsterInstance.ephemeral()
@@ -131,8 +131,8 @@ def test_two_machines_share_artifacts_through_an_object_store(tmp_path, tiny_mod
     import dagster as dg
 
     from ftassets.definitions import defs
-    from ftassets.defs.resources import ArtifactStore, PiiEngine, training_launcher
-    from ftassets.lib import object_store
+    from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, training_launcher
+    from ftassets.lib.core import object_store
 
     remote = f"file://{tmp_path}/bucket/ftassets"
 

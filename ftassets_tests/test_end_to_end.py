@@ -7,8 +7,8 @@ import dagster as dg
 import pytest
 
 from ftassets import cli
-from ftassets.defs import lineage
-from ftassets.lib.files import sha256_file, sha256_tree
+from ftassets.defs.platform import lineage
+from ftassets.lib.core.files import sha256_file, sha256_tree
 from ftassets_tests.conftest import DATA, check_results, materialize, materialized_keys, tiny_run_config
 
 ALL_BUT_BUNDLE = {"base_model_record", "base_model", "eval_contract", "validated_examples", "scrubbed_examples",

@@ -4,9 +4,9 @@ entry, and the good records beside it still pass."""
 import gzip
 import json
 
-from ftassets.lib import formats
-from ftassets.lib.models import count_chat_tokens
-from ftassets.lib.validation import validate_sources
+from ftassets.lib.core.models import count_chat_tokens
+from ftassets.lib.curation import formats
+from ftassets.lib.curation.validation import validate_sources
 
 GOOD = {"prompt": "What port does the metrics agent use?", "response": "Port 9102."}
 YAML = "license: cc-by-4.0\nprovenance: test fixture\nkind: sft\n"

@@ -2,9 +2,9 @@
 
 import json
 
-from ftassets.lib import dedup, formats, splits
-from ftassets.lib.models import count_chat_tokens
-from ftassets.lib.validation import role_order_reason, validate_sources
+from ftassets.lib.core.models import count_chat_tokens
+from ftassets.lib.curation import dedup, formats, splits
+from ftassets.lib.curation.validation import role_order_reason, validate_sources
 from ftassets_tests.conftest import DATA
 
 ALLOWED = {"cc-by-4.0", "apache-2.0"}  # the sample sources: support chats, base-model replay

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ftassets.lib import forgetting, metrics, review, toxicity
-from ftassets.lib.perplexity import perplexity
+from ftassets.lib.evaluation import forgetting, metrics, review, toxicity
+from ftassets.lib.evaluation.perplexity import perplexity
 from ftassets_tests.conftest import DATA
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is the status page?"},
@@ -15,7 +15,7 @@ CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": 
 
 
 def test_perplexity_scores_only_the_assistant_turn(tiny_model_dir, tiny_tokenizer):
-    from ftassets.lib.models import load_model
+    from ftassets.lib.core.models import load_model
 
     model = load_model(tiny_model_dir)
     result = perplexity(model, tiny_tokenizer, [{"messages": CHAT}])
@@ -68,7 +68,7 @@ def test_forgetting_drop_counts_only_beyond_threshold_and_twice_the_paired_stder
 
 
 def test_lm_eval_runs_the_bundled_probe_offline_on_the_tiny_model(tiny_model_dir, tiny_tokenizer):
-    from ftassets.lib.models import load_model
+    from ftassets.lib.core.models import load_model
 
     result = forgetting.evaluate(load_model(tiny_model_dir), tiny_tokenizer,
                                  {"general_probe": DATA / "eval/benchmarks/general_probe.jsonl"}, limit=12)
@@ -114,8 +114,8 @@ def test_graded_file_problems_name_file_and_line(tmp_path):
 
 
 def test_per_item_token_limits_cut_each_reply_at_its_own_limit(tiny_model_dir, tiny_tokenizer):
-    from ftassets.lib.generation import generate
-    from ftassets.lib.models import load_model
+    from ftassets.lib.core.generation import generate
+    from ftassets.lib.core.models import load_model
 
     model = load_model(tiny_model_dir)
     short_prompt = [{"role": "user", "content": "Hi"}]

@@ -1,6 +1,6 @@
 import pytest
 
-from ftassets.lib.files import atomic_directory, read_jsonl, sha256_tree, write_jsonl_atomic
+from ftassets.lib.core.files import atomic_directory, read_jsonl, sha256_tree, write_jsonl_atomic
 
 
 def test_atomic_directory_keeps_previous_content_on_failure(tmp_path):

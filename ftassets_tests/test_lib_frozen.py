@@ -3,7 +3,7 @@ by re-curation, and re-frozen only deliberately with a reason."""
 
 import pytest
 
-from ftassets.lib import frozen, splits
+from ftassets.lib.curation import frozen, splits
 
 
 def _records(n, start=0, text="report"):

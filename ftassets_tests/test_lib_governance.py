@@ -1,6 +1,8 @@
 import pytest
 
-from ftassets.lib import contract, governance
+from ftassets.lib.core import contract
+from ftassets.lib.core.errors import GovernanceError
+from ftassets.lib.governance import license as governance
 from ftassets_tests.conftest import DATA
 
 
@@ -23,7 +25,7 @@ def test_non_commercial_license_is_refused_for_commercial_use():
 def test_record_missing_fields_is_a_located_error(tmp_path):
     path = tmp_path / "base_model.yaml"
     path.write_text("model: x\nlicense: mit\n")
-    with pytest.raises(governance.GovernanceError, match=r"base_model.yaml: missing required field\(s\): revision"):
+    with pytest.raises(GovernanceError, match=r"base_model.yaml: missing required field\(s\): revision"):
         governance.load_base_model_record(path)
 
 
@@ -37,18 +39,18 @@ def test_contract_rejects_unknown_metric_and_out_of_range(tmp_path):
     assert contract.load_contract(DATA / "governance/eval_contract.yaml")["tuned_model"] == "merged_model"
     bad = (DATA / "governance/eval_contract.yaml").read_text().replace("gold_pass_rate_min: 0.5", "bleu_min: 0.5")
     (tmp_path / "c.yaml").write_text(bad)
-    with pytest.raises(governance.GovernanceError, match="thresholds.bleu_min: unknown metric"):
+    with pytest.raises(GovernanceError, match="thresholds.bleu_min: unknown metric"):
         contract.load_contract(tmp_path / "c.yaml", DATA)
     bad = (DATA / "governance/eval_contract.yaml").read_text().replace("task_success_min: 0.5", "task_success_min: 7")
     (tmp_path / "c.yaml").write_text(bad)
-    with pytest.raises(governance.GovernanceError, match=r"task_success_min: 7 out of range"):
+    with pytest.raises(GovernanceError, match=r"task_success_min: 7 out of range"):
         contract.load_contract(tmp_path / "c.yaml", DATA)
-    with pytest.raises(governance.GovernanceError, match="file not found"):
+    with pytest.raises(GovernanceError, match="file not found"):
         contract.load_contract(tmp_path / "missing.yaml")
     bad = (DATA / "governance/eval_contract.yaml").read_text().replace(
         "models: [base_model, dpo_adapter, merged_model]", "models: [base_model, merged_model]")
     (tmp_path / "c.yaml").write_text(bad)
-    with pytest.raises(governance.GovernanceError, match="adapter_merged_task_gap_max needs merged_model and an adapter"):
+    with pytest.raises(GovernanceError, match="adapter_merged_task_gap_max needs merged_model and an adapter"):
         contract.load_contract(tmp_path / "c.yaml", DATA)
 
 
@@ -57,12 +59,12 @@ def test_contract_forgetting_benchmarks_resolve_with_hashes_or_fail_by_name(tmp_
     files = contract.resolve_benchmarks(c, lambda rel: DATA / rel, lambda p: p.stat().st_size)
     assert set(files) == {"general_probe"} and files["general_probe"]["sha256"] > 0
     c["forgetting"]["benchmarks"]["arc"] = "eval/benchmarks/arc_missing.jsonl"
-    with pytest.raises(governance.GovernanceError, match="forgetting.benchmarks.arc: .*arc_missing.jsonl not found"):
+    with pytest.raises(GovernanceError, match="forgetting.benchmarks.arc: .*arc_missing.jsonl not found"):
         contract.resolve_benchmarks(c, lambda rel: DATA / rel, lambda p: 0)
     bad = (DATA / "governance/eval_contract.yaml").read_text().replace(
         "general_probe: eval/benchmarks/general_probe.jsonl", "general_probe: [not, a, path]")
     (tmp_path / "c.yaml").write_text(bad)
-    with pytest.raises(governance.GovernanceError, match="forgetting.benchmarks must map a task name to a JSONL"):
+    with pytest.raises(GovernanceError, match="forgetting.benchmarks must map a task name to a JSONL"):
         contract.load_contract(tmp_path / "c.yaml", DATA)
 
 
@@ -126,15 +128,15 @@ def test_decoding_policy_file_is_validated_with_its_location(tmp_path):
     path = policy.parent / "eval_contract.yaml"
     path.write_text((DATA / "governance/eval_contract.yaml").read_text())
     policy.write_text("default: {max_new_tokens: 40}\nticket_summary: {temperature: 5}\n")
-    with pytest.raises(governance.GovernanceError, match=r"decoding_policy.yaml: ticket_summary.temperature: 5 out of range"):
+    with pytest.raises(GovernanceError, match=r"decoding_policy.yaml: ticket_summary.temperature: 5 out of range"):
         contract.load_contract(path)
     policy.write_text("default: {max_new_tokens: 40, top_k: 3}\n")
-    with pytest.raises(governance.GovernanceError, match=r"decoding_policy.yaml: default: only"):
+    with pytest.raises(GovernanceError, match=r"decoding_policy.yaml: default: only"):
         contract.load_contract(path)
     policy.unlink()
-    with pytest.raises(governance.GovernanceError, match=r"decoding_policy.yaml: file not found"):
+    with pytest.raises(GovernanceError, match=r"decoding_policy.yaml: file not found"):
         contract.load_contract(path)
     path.write_text(path.read_text().replace("sample_size: 16", "sample_size: 0"))
     policy.write_text("default: {max_new_tokens: 40}\n")
-    with pytest.raises(governance.GovernanceError, match=r"human_review.sample_size must be an integer in \[1, 1000\]"):
+    with pytest.raises(GovernanceError, match=r"human_review.sample_size must be an integer in \[1, 1000\]"):
         contract.load_contract(path)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ftassets.lib import merge
-from ftassets.lib.models import load_model
+from ftassets.lib.core.models import adapter_model, load_model
+from ftassets.lib.training import merge
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ PROMPTS = [[{"role": "user", "content": "What is the default log retention?"}],
 
 def test_merged_model_matches_adapter_on_base(tiny_model_dir, tiny_tokenizer, random_adapter, tmp_path):
     merged_dir = merge.merge_adapters(str(tiny_model_dir), [str(random_adapter)], tmp_path / "merged")
-    reference = merge.adapter_model(str(tiny_model_dir), [str(random_adapter)])
+    reference = adapter_model(str(tiny_model_dir), [str(random_adapter)])
     merged = load_model(merged_dir)
     result = merge.parity(reference, merged, tiny_tokenizer, PROMPTS, max_new_tokens=8)
     assert result["max_logit_diff"] < 1e-4 and result["greedy_mismatches"] == 0
@@ -41,7 +41,7 @@ def test_parity_detects_a_changed_export(tiny_model_dir, tiny_tokenizer, random_
     broken = load_model(merged_dir)
     with torch.no_grad():
         broken.model.layers[0].mlp.down_proj.weight.add_(0.05)
-    result = merge.parity(merge.adapter_model(str(tiny_model_dir), [str(random_adapter)]), broken,
+    result = merge.parity(adapter_model(str(tiny_model_dir), [str(random_adapter)]), broken,
                           tiny_tokenizer, PROMPTS, max_new_tokens=8)
     assert result["max_logit_diff"] > 1e-3
 
@@ -53,15 +53,15 @@ def test_an_adapter_stack_applies_every_adapter_and_merges_to_the_same_model(tin
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(1)
-    on_top = get_peft_model(merge.adapter_model(str(tiny_model_dir), [str(random_adapter)]).merge_and_unload(),
+    on_top = get_peft_model(adapter_model(str(tiny_model_dir), [str(random_adapter)]).merge_and_unload(),
                             LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"],
                                        init_lora_weights=False, task_type="CAUSAL_LM"))
     second = tmp_path / "dpo"
     on_top.save_pretrained(second, safe_serialization=True)
     stack = [str(random_adapter), str(second)]
-    live = merge.adapter_model(str(tiny_model_dir), stack)
+    live = adapter_model(str(tiny_model_dir), stack)
     assert list(live.active_adapters) == ["stack_0", "stack_1"]
     merged = load_model(merge.merge_adapters(str(tiny_model_dir), stack, tmp_path / "merged"))
     assert merge.parity(live, merged, tiny_tokenizer, PROMPTS, max_new_tokens=8)["max_logit_diff"] < 1e-4
-    first_only = merge.adapter_model(str(tiny_model_dir), stack[:1])
+    first_only = adapter_model(str(tiny_model_dir), stack[:1])
     assert merge.parity(first_only, merged, tiny_tokenizer, PROMPTS, max_new_tokens=8)["max_logit_diff"] > 1e-3

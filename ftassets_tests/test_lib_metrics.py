@@ -1,4 +1,4 @@
-from ftassets.lib import metrics
+from ftassets.lib.evaluation import metrics
 
 
 def test_parse_triage_requires_exact_fields_and_values():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ftassets.lib import object_store as osx
+from ftassets.lib.core import object_store as osx
 
 
 def _artifact(folder):

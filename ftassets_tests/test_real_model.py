@@ -3,8 +3,9 @@ and the forgetting evaluation runs on the real shared benchmarks with it."""
 
 import pytest
 
-from ftassets.lib import forgetting, models
-from ftassets.lib.generation import generate
+from ftassets.lib.core import models
+from ftassets.lib.core.generation import generate
+from ftassets.lib.evaluation import forgetting
 
 SHARED_BENCHMARKS = ("arc_easy", "piqa", "boolq", "hellaswag_val_1k", "truthfulqa_mc1")
 

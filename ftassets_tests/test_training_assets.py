@@ -30,8 +30,8 @@ def test_kubernetes_launch_submits_the_recipe_pod(tmp_path, monkeypatch):
     import kubernetes
     from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, decode_env_var
 
-    from ftassets.defs.resources import ArtifactStore, PiiEngine, TrainingLauncher
     from ftassets.definitions import defs
+    from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, TrainingLauncher
 
     (tmp_path / "kubeconfig").write_text(KUBECONFIG)
     submitted = []

@@ -28,9 +28,9 @@ SENTENCE_END = re.compile(r"[.!?](?=\s)|[.!?]$")
 
 
 def main(argv=None) -> None:
-    from ftassets.lib.files import write_jsonl_atomic, write_text_atomic
-    from ftassets.lib.generation import generate
-    from ftassets.lib.models import load_model, load_tokenizer, weights_files
+    from ftassets.lib.core.files import write_jsonl_atomic, write_text_atomic
+    from ftassets.lib.core.generation import generate
+    from ftassets.lib.core.models import load_model, load_tokenizer, weights_files
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base-model", default=str(ROOT / "data" / "artifacts" / "base_model"))

@@ -8,15 +8,21 @@ import time
 import dagster as dg
 from pydantic import Field
 
-from ftassets.defs.common import upstream_versions
-from ftassets.defs.resources import ArtifactStore
-from ftassets.lib import evaluation as ev
-from ftassets.lib import merge, review, toxicity
-from ftassets.lib import report as report_lib
-from ftassets.lib.files import (read_jsonl, sha256_file, sha256_json, write_json_atomic, write_jsonl_atomic,
-                                write_text_atomic)
-from ftassets.lib.models import load_model, load_tokenizer
-from ftassets.lib.plots import loss_curves_png, markdown_image
+from ftassets.defs.platform.metadata import upstream_versions
+from ftassets.defs.platform.resources import ArtifactStore
+from ftassets.lib.core.files import (
+    read_jsonl,
+    sha256_file,
+    sha256_json,
+    write_json_atomic,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
+from ftassets.lib.core.models import adapter_model, load_model, load_tokenizer
+from ftassets.lib.core.plots import loss_curves_png, markdown_image
+from ftassets.lib.evaluation import evaluate as ev
+from ftassets.lib.evaluation import report as report_lib
+from ftassets.lib.evaluation import review, toxicity
 
 GROUP = "evaluation"
 EVAL_INPUTS = ["base_model", "sft_adapter", "dpo_adapter", "merged_model", "frozen_test_set", "gold_set",
@@ -30,8 +36,8 @@ def _load_compared(store: ArtifactStore, key: str):
     if key == "merged_model":
         return load_model(store.artifact("merged_model"))
     if key == "sft_adapter":
-        return merge.adapter_model(base, [str(store.artifact("sft_adapter"))])
-    return merge.adapter_model(base, [str(store.artifact("sft_adapter")), str(store.artifact("dpo_adapter"))])
+        return adapter_model(base, [str(store.artifact("sft_adapter"))])
+    return adapter_model(base, [str(store.artifact("sft_adapter")), str(store.artifact("dpo_adapter"))])
 
 
 def _eval_inputs(store: ArtifactStore, contract: dict) -> ev.EvalInputs:

@@ -9,11 +9,11 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from ftassets.defs.resources import ArtifactStore
-from ftassets.lib import contract as contract_lib
-from ftassets.lib import governance as gov
-from ftassets.lib import models
-from ftassets.lib.files import atomic_directory, sha256_file, sha256_json, write_json_atomic
+from ftassets.defs.platform.resources import ArtifactStore
+from ftassets.lib.core import contract as contract_lib
+from ftassets.lib.core import models
+from ftassets.lib.core.files import atomic_directory, sha256_file, sha256_json, write_json_atomic
+from ftassets.lib.governance import license as gov
 
 
 class BaseModelRecordConfig(dg.Config):

@@ -12,16 +12,22 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from ftassets.defs.common import package_versions
-from ftassets.defs import lineage as lin
-from ftassets.defs.resources import ArtifactStore
-from ftassets.lib import audit as audit_lib
-from ftassets.lib import contract as contract_lib
-from ftassets.lib import model_card, serving
-from ftassets.lib import report as report_lib
-from ftassets.lib.files import (atomic_directory, read_jsonl, sha256_file, sha256_json, write_json_atomic,
-                                write_text_atomic)
-from ftassets.lib.models import weights_sha256
+from ftassets.defs.platform import lineage as lin
+from ftassets.defs.platform.metadata import package_versions
+from ftassets.defs.platform.resources import ArtifactStore
+from ftassets.lib.core import contract as contract_lib
+from ftassets.lib.core.files import (
+    atomic_directory,
+    read_jsonl,
+    sha256_file,
+    sha256_json,
+    write_json_atomic,
+    write_text_atomic,
+)
+from ftassets.lib.core.models import weights_sha256
+from ftassets.lib.evaluation import report as report_lib
+from ftassets.lib.release import audit as audit_lib
+from ftassets.lib.release import model_card, serving
 
 GROUP = "release"
 INPUTS = ["eval_report", "human_review", "eval_contract", "base_model_record"]
@@ -212,8 +218,8 @@ def serving_bundle(config: ServingConfig, store: ArtifactStore) -> dg.Materializ
                             "for the adapter stack), answers the gold prompts at the contract's bar, and gives the "
                             "answers the evaluated model gave (>= 90% identical, greedy).")
 def bundle_answers_golden_prompts(store: ArtifactStore) -> dg.AssetCheckResult:
-    from ftassets.lib.metrics import gold_item_passes
-    from ftassets.lib.models import load_tokenizer
+    from ftassets.lib.core.models import load_tokenizer
+    from ftassets.lib.evaluation.metrics import gold_item_passes
 
     bundle = store.artifact("serving_bundle")
     manifest = json.loads((bundle / "release_manifest.json").read_text())

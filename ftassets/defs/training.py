@@ -14,13 +14,15 @@ import json
 import dagster as dg
 from pydantic import Field
 
-from ftassets.defs.common import package_versions, upstream_versions
-from ftassets.defs.resources import ArtifactStore, TrainingLauncher
-from ftassets.lib import merge, train_dpo, train_sft
-from ftassets.lib.files import atomic_directory, read_jsonl, sha256_tree
-from ftassets.lib.models import load_model, load_tokenizer
-from ftassets.lib.plots import loss_curves_png, markdown_image
-from ftassets.lib.recipe_checks import check_settings
+from ftassets.defs.platform.metadata import package_versions, upstream_versions
+from ftassets.defs.platform.resources import ArtifactStore, TrainingLauncher
+from ftassets.lib.core.files import atomic_directory, read_jsonl, sha256_tree
+from ftassets.lib.core.models import adapter_model, load_model, load_tokenizer
+from ftassets.lib.core.plots import loss_curves_png, markdown_image
+from ftassets.lib.training import dpo as train_dpo
+from ftassets.lib.training import merge
+from ftassets.lib.training import sft as train_sft
+from ftassets.lib.training.checks import check_settings
 
 GROUP = "training"
 POOL = "heavy_compute"
@@ -182,7 +184,7 @@ def adapter_merged_parity(store: ArtifactStore) -> dg.AssetCheckResult:
     stack = json.loads((store.artifact("merged_model") / "adapter_stack.json").read_text())
     prompts = [r["messages"][:-1] for r in read_jsonl(store.artifact("frozen_test_set") / "test.jsonl")[:n]]
     tokenizer = load_tokenizer(store.artifact("merged_model"))
-    reference = merge.adapter_model(stack["base_model"], stack["adapters"])
+    reference = adapter_model(stack["base_model"], stack["adapters"])
     result = merge.parity(reference, load_model(store.artifact("merged_model")), tokenizer, prompts)
     passed = result["max_logit_diff"] <= tolerance and result["greedy_mismatches"] == 0
     return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata={

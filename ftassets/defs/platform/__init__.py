@@ -1,0 +1,1 @@
+"""Dagster platform pieces: resources, automation, lineage queries, metadata helpers."""

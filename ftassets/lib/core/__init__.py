@@ -1,0 +1,1 @@
+"""The core stage of the plain-Python core (no Dagster imports)."""

@@ -1,0 +1,1 @@
+"""The evaluation stage of the plain-Python core (no Dagster imports)."""

@@ -1,0 +1,1 @@
+"""The governance stage of the plain-Python core (no Dagster imports)."""

@@ -1,0 +1,1 @@
+"""The release stage of the plain-Python core (no Dagster imports)."""

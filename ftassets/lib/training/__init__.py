@@ -1,0 +1,1 @@
+"""The training stage of the plain-Python core (no Dagster imports)."""

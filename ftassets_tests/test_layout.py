@@ -1,0 +1,48 @@
+"""The layout rules the code relies on: `lib/` is plain Python (no Dagster), grouped by stage, and a
+stage imports only itself and `core`; so a stage can be read, tested and changed on its own."""
+
+import ast
+from pathlib import Path
+
+from ftassets_tests.conftest import REPO
+
+LIB = REPO / "ftassets" / "lib"
+STAGES = {"core", "governance", "curation", "training", "evaluation", "release"}
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out += [(node.lineno, node.module)] + [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return out
+
+
+def _lib_modules() -> list[Path]:
+    return sorted(p for p in LIB.rglob("*.py") if p.name != "__init__.py" or p.parent != LIB)
+
+
+def test_lib_is_grouped_by_stage():
+    loose = [p.name for p in LIB.glob("*.py") if p.name != "__init__.py"]
+    assert loose == [], f"modules directly under lib/ (put each in a stage folder): {loose}"
+    assert {p.name for p in LIB.iterdir() if p.is_dir() and p.name != "__pycache__"} == STAGES
+
+
+def test_lib_never_imports_dagster():
+    found = [f"{p.relative_to(REPO)}:{line} imports {name}" for p in _lib_modules() for line, name in _imports(p)
+             if name.split(".")[0] in ("dagster", "dagster_pipes", "dagster_k8s", "dagster_postgres")
+             or name.startswith(("ftassets.defs", "ftassets.definitions", "ftassets.cli", "ftassets_tests"))]
+    assert found == []
+
+
+def test_stages_import_only_themselves_and_core():
+    found = []
+    for path in _lib_modules():
+        stage = path.relative_to(LIB).parts[0]
+        for line, name in _imports(path):
+            parts = name.split(".")
+            if parts[:2] == ["ftassets", "lib"] and len(parts) > 2 and parts[2] not in (stage, "core"):
+                found.append(f"{path.relative_to(REPO)}:{line} ({stage}) imports {name}")
+    assert found == []
