@@ -16,6 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.results import report  # noqa: E402
+from ftassets.lib.core.catalog import Catalog
 
 
 def one_at_a_time(model, tokenizer, conversations, max_new_tokens: int) -> list[str]:
@@ -35,7 +36,7 @@ def one_at_a_time(model, tokenizer, conversations, max_new_tokens: int) -> list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=str(REPO / "data/artifacts/base_model"))
-    parser.add_argument("--test-file", default=str(REPO / "data/artifacts/frozen_test_set/test.jsonl"))
+    parser.add_argument("--test-file", default=str(Catalog(REPO / "data/artifacts").path("frozen_test_set", "test")))
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--append-results", action="store_true")

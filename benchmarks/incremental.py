@@ -21,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.results import report  # noqa: E402
+from ftassets.lib.core.catalog import Catalog
 from ftassets_tests.run_watch import CURATION, WATCHED, materialized_since, runs_since, settled  # noqa: E402
 from ftassets_tests.run_watch import wait as watch_wait  # noqa: E402
 
@@ -47,7 +48,6 @@ def main() -> None:
 
     from ftassets.definitions import defs
     from ftassets.defs.platform.resources import default_resources
-    from ftassets.lib.core.files import read_jsonl
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -65,7 +65,7 @@ def main() -> None:
                               run_config=config, selection=CURATION, raise_on_error=True)
         full_wall = time.perf_counter() - started
         full_run = run_seconds(instance, [instance.get_run_by_id(full.run_id)])
-        records = len(read_jsonl(artifacts / "validated_examples" / "sft.jsonl"))
+        records = len(Catalog(artifacts).records("validated_examples", "sft"))
 
         env = {**os.environ, "DAGSTER_HOME": str(home), "FTASSETS_SENSOR_INTERVAL_S": str(TICK_S),
                "FTASSETS_AUTOMATION_INTERVAL_S": str(TICK_S), "FTASSETS_TRAINING_POLICY": "manual"}

@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.results import report  # noqa: E402
+from ftassets.lib.core.catalog import Catalog
 
 SETTINGS = {"lora_top_layers": 10, "micro_batch_size": 4, "learning_rate": 0.002, "warmup_ratio": 0.05,
             "resume": False}
@@ -31,8 +32,8 @@ SETTINGS = {"lora_top_layers": 10, "micro_batch_size": 4, "learning_rate": 0.002
 def direct(artifacts: Path, out: Path, steps: int) -> float:
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in SETTINGS.items() if not isinstance(v, bool)]
     cmd = [sys.executable, "-m", "ftassets.lib.training.sft", "--base-model", str(artifacts / "base_model"),
-           "--train-file", str(artifacts / "data_splits/train.jsonl"),
-           "--validation-file", str(artifacts / "data_splits/validation.jsonl"), "--output-dir", str(out),
+           "--train-file", str(Catalog(artifacts).path("data_splits", "train")),
+           "--validation-file", str(Catalog(artifacts).path("data_splits", "validation")), "--output-dir", str(out),
            "--max-steps", str(steps), "--eval-steps", str(steps), "--no-resume", *flags]
     started = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -44,12 +45,13 @@ def through_dagster(scratch: Path, steps: int) -> float:
     import dagster as dg
 
     from ftassets.definitions import defs
+    from ftassets.defs.curation.settings import CurationSettings
     from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, training_launcher
 
     shutil.rmtree(scratch / "sft_adapter", ignore_errors=True)
     config = {"ops": {"sft_adapter": {"config": {**SETTINGS, "max_steps": steps, "eval_steps": steps}}}}
     resources = {"store": ArtifactStore(data_dir=str(REPO / "data"), artifacts_dir=str(scratch)),
-                 "pii": PiiEngine(), "training_launcher": training_launcher()}
+                 "pii": PiiEngine(), "curation": CurationSettings(), "training_launcher": training_launcher()}
     started = time.perf_counter()
     result = dg.materialize(list(defs.assets) + list(defs.asset_checks), resources=resources, run_config=config,
                             selection="sft_adapter", instance=dg.DagsterInstance.ephemeral(), raise_on_error=True)
@@ -65,7 +67,7 @@ def main() -> None:
     parser.add_argument("--append-results", action="store_true")
     args = parser.parse_args()
     artifacts = REPO / "data/artifacts"
-    if not (artifacts / "base_model").is_dir() or not (artifacts / "data_splits/train.jsonl").is_file():
+    if not (artifacts / "base_model").is_dir() or not (Catalog(artifacts).path("data_splits", "train")).is_file():
         sys.exit("run `make run` first: this benchmark trains on its base model snapshot and data splits")
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp) / "artifacts"

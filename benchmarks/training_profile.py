@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.results import report  # noqa: E402
+from ftassets.lib.core.catalog import Catalog
 
 CATEGORIES = [
     ("matmul", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear",
@@ -48,7 +49,7 @@ def category(name: str) -> str:
 
 def matmul_gflops(dtype, size: int = 1536, repeats: int = 12) -> float:
     """The matmul roofline: the fastest of `repeats` timed size x size products."""
-    from ftassets.lib.training import common as recipe_common
+    from ftassets.lib.training import host as recipe_common
 
     return recipe_common.matmul_gflops(dtype, size, size, size, repeats=repeats, warmup=3)
 
@@ -56,7 +57,7 @@ def matmul_gflops(dtype, size: int = 1536, repeats: int = 12) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base-model", default=str(REPO / "data/artifacts/base_model"))
-    parser.add_argument("--train-file", default=str(REPO / "data/artifacts/data_splits/train.jsonl"))
+    parser.add_argument("--train-file", default=str(Catalog(REPO / "data/artifacts").path("data_splits", "train")))
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--warmup-steps", type=int, default=2)
@@ -68,8 +69,8 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
     from transformers import TrainerCallback
 
-    from ftassets.lib.training.common import resolve_precision
-    from ftassets.lib.training.sft import SftRecipeConfig
+    from ftassets.lib.training.host import resolve_precision
+    from ftassets.lib.training.settings import RecipeIO, SftSettings
     from ftassets.lib.training.sft import main as train
 
     precision = resolve_precision(args.precision)
@@ -93,10 +94,10 @@ def main() -> None:
 
     window = Window()
     with tempfile.TemporaryDirectory() as out:
-        cfg = SftRecipeConfig(base_model=args.base_model, train_file=args.train_file, output_dir=out,
-                              micro_batch_size=args.batch, max_steps=args.warmup_steps + args.steps,
-                              precision=args.precision, learning_rate=2e-4, logging_steps=1, eval_steps=1000)
-        summary = train(cfg, report=lambda m: None, callbacks=[window])
+        settings = SftSettings(micro_batch_size=args.batch, max_steps=args.warmup_steps + args.steps,
+                               precision=args.precision, learning_rate=2e-4, logging_steps=1, eval_steps=1000)
+        io = RecipeIO(base_model=args.base_model, train_file=args.train_file, output_dir=out)
+        summary = train(settings, io, report=lambda m: None, callbacks=[window])
     ops = window.prof.key_averages()
     by_cat: dict[str, float] = {}
     top = sorted(ops, key=lambda e: -e.self_cpu_time_total)[:12]

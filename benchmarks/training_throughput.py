@@ -35,6 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.results import report  # noqa: E402
+from ftassets.lib.core.catalog import Catalog  # noqa: E402
 
 PLAIN_TRL = r'''
 import json, sys, time
@@ -43,7 +44,7 @@ from peft import LoraConfig
 from trl import SFTConfig, SFTTrainer
 base, data, out, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 if sys.argv[5:] == ["keep-freed-memory"]:  # the ablation: plain trl with our allocator setting
-    from ftassets.lib.training.common import keep_freed_memory
+    from ftassets.lib.training.host import keep_freed_memory
     assert keep_freed_memory()
 msgs = [json.loads(l)["messages"] for l in open(data) if l.strip()]
 rows = [{"prompt": m[:-1], "completion": m[-1:]} for m in msgs]
@@ -60,11 +61,12 @@ print("RESULT " + json.dumps({"wall": wall, "steps": trainer.state.global_step, 
 
 OURS = r'''
 import json, sys, time
-from ftassets.lib.training.sft import SftRecipeConfig, main
+from ftassets.lib.training.settings import RecipeIO, SftSettings
+from ftassets.lib.training.sft import main
 base, data, out, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-cfg = SftRecipeConfig(base_model=base, train_file=data, output_dir=out, micro_batch_size=batch, epochs=1,
-                      learning_rate=2e-4, logging_steps=1, warmup_ratio=0.0, lr_scheduler="linear", seed=42)
-summary = main(cfg, report=lambda m: None)
+settings = SftSettings(micro_batch_size=batch, epochs=1, learning_rate=2e-4, logging_steps=1, warmup_ratio=0.0,
+                       lr_scheduler="linear", seed=42)
+summary = main(settings, RecipeIO(base_model=base, train_file=data, output_dir=out), report=lambda m: None)
 print("RESULT " + json.dumps({"wall": summary["wall_time_s"], "steps": summary["global_steps"],
                               "keep_freed_memory": summary["keep_freed_memory"],
                               "losses": [v for _, v in summary["train_loss_curve"]],
@@ -87,7 +89,7 @@ def run(script: str, base: str, data: Path, batch: int, *extra: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base-model", default=str(REPO / "data/artifacts/base_model"))
-    parser.add_argument("--train-file", default=str(REPO / "data/artifacts/data_splits/train.jsonl"))
+    parser.add_argument("--train-file", default=str(Catalog(REPO / "data/artifacts").path("data_splits", "train")))
     parser.add_argument("--examples", type=int, default=96)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2, help="runs per side; the median wall counts")
@@ -103,7 +105,7 @@ def main() -> None:
     sides = {"plain": (PLAIN_TRL,), "ours": (OURS,), "plain_kept": (PLAIN_TRL, "keep-freed-memory")}
     runs: dict[str, list[dict]] = {name: [] for name in sides}
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "train.jsonl"
+        data = Path(tmp) / "rows.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in rows))
         for round_ in range(args.rounds):  # rotate the order: no side always runs first
             names = list(sides)[round_ % 3:] + list(sides)[:round_ % 3]

@@ -34,14 +34,11 @@ def _instance():
 def observe_sources(instance) -> dict[str, str]:
     """Record each raw source's content hash (as the UI's "Observe sources" does): the run's lineage
     then names the source versions it used. Returns {source: data version}."""
-    from dagster._core.definitions.observe import observe
-
-    from ftassets.defs.curation.cleaning import raw_sources
+    from ftassets.defs.curation.cleaning import observe_sources as observe
     from ftassets.defs.platform.resources import default_resources
 
-    result = observe([raw_sources], instance=instance, resources={"store": default_resources()["store"]},
-                     tags={"ftassets/entrypoint": "cli"})
-    return {o.partition: o.tags.get("dagster/data_version") for o in result.asset_observations_for_node("raw_sources")}
+    resources = default_resources()
+    return observe(instance, resources["store"], resources["curation"])
 
 
 def run(args) -> int:
@@ -63,8 +60,8 @@ def run(args) -> int:
     result = dg.materialize(assets, instance=instance, resources=default_resources(), run_config=run_config,
                             selection=args.select, raise_on_error=False, tags={"ftassets/entrypoint": "cli"})
     store = default_resources()["store"]
-    manifest_path = store.artifact("release_decision") / "release_manifest.json"
-    report_path = store.artifact("eval_report") / "eval_report.md"
+    manifest_path = store.path("release_decision", "manifest")
+    report_path = store.path("eval_report", "markdown")
     materialized = sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()})
     print(f"\nrun {result.run_id}: {'succeeded' if result.success else 'FAILED'}; "
           f"materialized {len(materialized)} assets: {', '.join(materialized)}")
@@ -79,7 +76,7 @@ def run(args) -> int:
             print(f"  [{mark}] {rule['rule']}: {rule['value']} (threshold {rule['threshold']})")
         print(f"eval report:      {report_path}")
         print(f"release manifest: {manifest_path}")
-        print(f"model card:       {manifest_path.parent / 'README.md'}")
+        print(f"model card:       {store.path('release_decision', 'model_card')}")
         if "serving_bundle" in materialized:
             print(f"serving bundle:   {store.artifact('serving_bundle')}")
         if manifest["decision"] != "release":
@@ -157,7 +154,6 @@ def lineage(args) -> int:
 
 def audit(args) -> int:
     """Print the exact upstream chain of a release (or asset) or, with --source, the releases that read a source."""
-    from ftassets.definitions import defs
     from ftassets.defs.platform import lineage as lin
     from ftassets.lib.release import audit as audit_lib
 
@@ -177,7 +173,7 @@ def audit(args) -> int:
               f"(DAGSTER_HOME={os.environ.get('DAGSTER_HOME')})", file=sys.stderr)
         return 1
     key, storage_id = found
-    report = lin.audit_report(instance, {key: storage_id}, defs, label=args.target)
+    report = lin.audit_report(instance, {key: storage_id}, label=args.target)
     sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n" if args.json
                      else audit_lib.render_markdown(report))
     return 0

@@ -4,18 +4,17 @@ that keeps it current (code versions and conditions per asset, sensors, the nigh
 import dagster as dg
 
 from ftassets.defs import evaluation, governance, release, training
-from ftassets.defs.curation import cleaning as curation
-from ftassets.defs.curation import heldout
-from ftassets.defs.platform import automation
+from ftassets.defs.curation import cleaning, heldout, splits
+from ftassets.defs.platform import conditions, sensors
 from ftassets.defs.platform.resources import default_resources
 
-STAGES = [governance, curation, heldout, training, evaluation, release]
+STAGES = [governance, cleaning, heldout, splits, training, evaluation, release]
 
 defs = dg.Definitions(
-    assets=automation.with_policies(STAGES),
+    assets=conditions.with_policies(STAGES),
     asset_checks=dg.load_asset_checks_from_modules(STAGES),
-    jobs=automation.JOBS,
-    sensors=automation.SENSORS,
-    schedules=automation.SCHEDULES,
+    jobs=sensors.JOBS,
+    sensors=sensors.SENSORS,
+    schedules=sensors.SCHEDULES,
     resources=default_resources(),
 )

@@ -10,16 +10,18 @@ import pytest
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from ftassets.definitions import STAGES
-from ftassets.defs.platform import automation
+from ftassets.defs.curation.settings import CurationSettings
+from ftassets.defs.platform import conditions, sensors
 from ftassets.defs.platform.resources import ArtifactStore, default_resources
+from ftassets.lib.core.catalog import Catalog
 from ftassets.lib.core.code_version import ROOT, code_version, module_closure
 from ftassets_tests.conftest import data_copy
 
-ALL = automation.GOVERNANCE + automation.CURATION + automation.MODEL_ASSETS
+ALL = conditions.GOVERNANCE + conditions.CURATION + conditions.MODEL_ASSETS
 
 
 def _defs(policy: str) -> dg.Definitions:
-    return dg.Definitions(assets=automation.with_policies(STAGES, policy, "0 3 * * *"),
+    return dg.Definitions(assets=conditions.with_policies(STAGES, policy, "0 3 * * *"),
                           asset_checks=dg.load_asset_checks_from_modules(STAGES), resources=default_resources())
 
 
@@ -92,7 +94,7 @@ def test_manual_training_policy_curates_but_never_trains_or_evaluates():
 
 def test_unchanged_data_versions_launch_nothing():
     history = _settled("eager")
-    for key in automation.CURATION:  # a nightly re-curation of unchanged sources: new runs, same content
+    for key in conditions.CURATION:  # a nightly re-curation of unchanged sources: new runs, same content
         history.materialize(key, "v1")
     assert history.tick() == set()
 
@@ -143,7 +145,7 @@ def test_code_versions_follow_the_source_a_stage_imports():
     assert {"defs/curation/cleaning.py", "lib/curation/pii.py", "lib/curation/dedup.py",
             "lib/curation/validation.py"} <= closure(curation.__file__)
     assert "lib/training/sft.py" not in closure(curation.__file__)
-    assert "lib/training/dpo.py" in closure(training.__file__, automation.TRAINING_RECIPES)
+    assert "lib/training/dpo.py" in closure(training.__file__, conditions.TRAINING_RECIPES)
     versions = {n.key.to_user_string(): n.code_version for n in _defs("manual").resolve_asset_graph().asset_nodes}
     assert versions["scrubbed_examples"] == versions["validated_examples"] == code_version(Path(curation.__file__))
     assert versions["sft_adapter"] != versions["scrubbed_examples"] and len(versions["sft_adapter"]) == 16
@@ -152,7 +154,7 @@ def test_code_versions_follow_the_source_a_stage_imports():
 def test_training_policy_setting_is_checked(monkeypatch):
     monkeypatch.setenv("FTASSETS_TRAINING_POLICY", "sometimes")
     with pytest.raises(ValueError, match="FTASSETS_TRAINING_POLICY must be one of manual, cron, eager"):
-        automation.training_policy()
+        conditions.training_policy()
 
 
 def test_source_sensor_requests_curation_once_per_state_of_the_data(tmp_path):
@@ -161,8 +163,9 @@ def test_source_sensor_requests_curation_once_per_state_of_the_data(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
 
     def evaluate(cursor):
-        with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"store": store}) as ctx:
-            return automation.raw_sources_sensor(ctx)
+        with dg.build_sensor_context(instance=instance, cursor=cursor,
+                                     resources={"store": store, "curation": CurationSettings()}) as ctx:
+            return sensors.raw_sources_sensor(ctx)
 
     waiting = evaluate(None)
     assert isinstance(waiting, dg.SkipReason) and "base_model is not materialized" in waiting.skip_message
@@ -195,11 +198,11 @@ def test_review_sensor_runs_once_per_graded_file(tmp_path):
 
     def evaluate():
         with dg.build_sensor_context(instance=instance, resources={"store": store}) as ctx:
-            return automation.review_sensor(ctx)
+            return sensors.review_sensor(ctx)
 
     assert isinstance(evaluate(), dg.SkipReason)
     (tmp_path / "artifacts/blind_review_packet").mkdir(parents=True)
-    (tmp_path / "artifacts/blind_review_packet/key.json").write_text(json.dumps({"packet_id": "p1"}))
+    (Catalog(tmp_path / "artifacts").path("blind_review_packet", "key")).write_text(json.dumps({"packet_id": "p1"}))
     assert "waiting for" in evaluate().skip_message
     (tmp_path / "data/reviews").mkdir(parents=True)
     (tmp_path / "data/reviews/p1.jsonl").write_text('{"pair": 0, "preferred": "A"}\n')
@@ -213,7 +216,7 @@ def test_incident_record_names_the_run_and_steps_without_data():
     run = dg.DagsterRun(job_name="__ASSET_JOB", run_id="r1", tags={"ftassets/trigger": "automation",
                                                                    "dagster/max_retries": "0"},
                         asset_selection={dg.AssetKey("sft_adapter")})
-    record = automation.incident_record(run, "Execution of step sft_adapter failed.\nTraceback ...", ["sft_adapter"])
+    record = sensors.incident_record(run, "Execution of step sft_adapter failed.\nTraceback ...", ["sft_adapter"])
     assert record["error"] == "Execution of step sft_adapter failed." and record["assets"] == ["sft_adapter"]
     assert record["retries_allowed"] == "0" and record["trigger"] == "automation"
 
@@ -228,7 +231,7 @@ def test_project_definitions_carry_the_automation():
     assert repo.get_schedule_def("nightly_recuration").cron_schedule == "0 2 * * *"
     graph = defs.resolve_asset_graph()
     conditioned = {n.key.to_user_string() for n in graph.asset_nodes if n.automation_condition is not None}
-    assert conditioned == set(automation.CURATION + automation.MODEL_ASSETS) - {
+    assert conditioned == set(conditions.CURATION + conditions.MODEL_ASSETS) - {
         "validated_examples", "gold_set", "redteam_set", "sft_adapter"}  # manual training by default
     targeted = set()
     for sensor in (repo.get_sensor_def("curation_automation"), repo.get_sensor_def("model_automation")):

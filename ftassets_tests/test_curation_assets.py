@@ -9,6 +9,7 @@ every conservation check passes (with scrubbing split across two processes); re-
 import json
 import random
 
+from ftassets.lib.core.catalog import Catalog
 from ftassets_tests.conftest import DATA, check_results, data_copy, materialize, materialized_keys
 
 CURATION = ["base_model_record", "base_model", "validated_examples", "scrubbed_examples", "deduplicated_examples",
@@ -48,7 +49,7 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
                                         "task: runbook_lookup\nreviewed_by: test\n")
     lock_before = (data / "governance/frozen_test_set.lock.json").read_text()
     config = _config(tiny_model_dir)  # scrubbing in two processes, chunks of 256 records
-    config["ops"]["scrubbed_examples"] = {"config": {"workers": 2, "chunk_records": 256}}
+    config["resources"] = {"curation": {"config": {"scrub": {"workers": 2, "chunk_records": 256}}}}
     result = materialize(data, tmp_path / "artifacts", config, selection=CURATION)
     assert set(CURATION) <= materialized_keys(result)
     checks = check_results(result)
@@ -65,7 +66,7 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
     assert validated["quarantine_reasons"].value["missing_source_yaml"] == 1
     assert meta("scrubbed_examples")["scrub_processes"].value == 2
     raw_gold = (data / "eval/gold_set.jsonl").read_text()
-    gold = (tmp_path / "artifacts/gold_set/gold.jsonl").read_text()
+    gold = (Catalog(tmp_path / "artifacts").path("gold_set", "gold")).read_text()
     assert "chloe.becker@initech.net" in raw_gold and "chloe.becker@" not in gold and "<EMAIL_ADDRESS>" in gold
     assert meta("gold_set")["records_with_pii"].value > 0
     frozen = meta("frozen_test_set")
@@ -77,10 +78,10 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
     assert "general_instructions" not in splits["train_per_task"].value
     assert splits["train"].value + splits["validation"].value + splits["test_excluded"].value + \
         splits["contaminated_dropped"].value + splits["held_back_test_hints"].value == meta("deduplicated_examples")["kept"].value
-    contaminated = [json.loads(line) for line in (tmp_path / "artifacts/data_splits/contaminated.jsonl").open()]
+    contaminated = [json.loads(line) for line in (Catalog(tmp_path / "artifacts").path("data_splits", "contaminated")).open()]
     hits = sorted(c["duplicate_of"] for c in contaminated if c["duplicate_of"].startswith("benchmark:"))
     assert hits == ["benchmark:arc_easy:101", "benchmark:arc_easy:102", "benchmark:arc_easy:103"]
-    test_ids = {json.loads(line)["id"] for line in (tmp_path / "artifacts/frozen_test_set/test.jsonl").open()}
+    test_ids = {json.loads(line)["id"] for line in (Catalog(tmp_path / "artifacts").path("frozen_test_set", "test")).open()}
     assert not any(i.startswith("runbook_chats") for i in test_ids)
 
 
@@ -101,11 +102,13 @@ def test_each_source_is_observed_with_its_own_data_version(tmp_path):
     from dagster._core.definitions.observe import observe  # the in-process twin of the UI's "Observe sources"
 
     from ftassets.defs.curation.cleaning import RAW_SOURCES, raw_sources
+    from ftassets.defs.curation.settings import CurationSettings
     from ftassets.defs.platform.resources import ArtifactStore
 
     data = data_copy(tmp_path, "raw", "governance", "eval")
     instance = dg.DagsterInstance.ephemeral()
-    resources = {"store": ArtifactStore(data_dir=str(data), artifacts_dir=str(tmp_path / "artifacts"))}
+    resources = {"store": ArtifactStore(data_dir=str(data), artifacts_dir=str(tmp_path / "artifacts")),
+                 "curation": CurationSettings()}
 
     def versions() -> dict[str, str]:
         result = observe([raw_sources], instance=instance, resources=resources)
@@ -131,6 +134,7 @@ def test_two_machines_share_artifacts_through_an_object_store(tmp_path, tiny_mod
     import dagster as dg
 
     from ftassets.definitions import defs
+    from ftassets.defs.curation.settings import CurationSettings
     from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, training_launcher
     from ftassets.lib.core import object_store
 
@@ -139,7 +143,8 @@ def test_two_machines_share_artifacts_through_an_object_store(tmp_path, tiny_mod
     def run(machine: str, selection, run_config):
         store = ArtifactStore(data_dir=str(DATA), artifacts_dir=str(tmp_path / machine), remote_url=remote)
         result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection,
-                                resources={"store": store, "pii": PiiEngine(), "training_launcher": training_launcher()},
+                                resources={"store": store, "pii": PiiEngine(), "curation": CurationSettings(),
+                                           "training_launcher": training_launcher()},
                                 run_config=run_config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
         return store, result
 
@@ -149,7 +154,7 @@ def test_two_machines_share_artifacts_through_an_object_store(tmp_path, tiny_mod
     assert {"base_model", "data_splits", "deduplicated_examples", "frozen_test_set"} <= set(published)
     assert object_store.remote_manifest(f"{remote}/data_splits") == object_store.local_manifest(tmp_path / "a/data_splits")
 
-    b, second = run("b", ["data_splits"], {"ops": {"data_splits": {"config": {"seed": 7}}}})
+    b, second = run("b", ["data_splits"], {"resources": {"curation": {"config": {"split": {"seed": 7}}}}})
     assert second.success  # its inputs came from the store: B never curated anything
     assert object_store.local_manifest(tmp_path / "b/deduplicated_examples") == \
         object_store.local_manifest(tmp_path / "a/deduplicated_examples")

@@ -8,6 +8,7 @@ import pytest
 
 from ftassets import cli
 from ftassets.defs.platform import lineage
+from ftassets.lib.core.catalog import Catalog, file_name
 from ftassets.lib.core.files import sha256_file, sha256_tree
 from ftassets_tests.conftest import DATA, check_results, materialize, materialized_keys, tiny_run_config
 
@@ -50,18 +51,18 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys
     assert sft["loss_curves"].value.startswith("![loss curves](data:image/png;base64,")
     assert [step for step, _ in sft["curves"].value["validation_loss_curve"]] == [2, 4]
     assert not (artifacts / ".checkpoints/sft_adapter").exists()  # a finished run leaves no checkpoints
-    assert (artifacts / "sft_adapter/adapter_model.safetensors").is_file()
-    assert (artifacts / "merged_model/model.safetensors").is_file()
+    assert (Catalog(artifacts).path("sft_adapter", "adapter_weights")).is_file()
+    assert (Catalog(artifacts).path("merged_model", "weights")).is_file()
 
     # A random tiny model cannot beat its own base on task success: the release gate must say no,
     # and the serving bundle must not be built.
-    manifest = json.loads((artifacts / "release_decision/release_manifest.json").read_text())
+    manifest = json.loads((Catalog(artifacts).path("release_decision", "manifest")).read_text())
     assert manifest["decision"] == "reject"
     assert any(r["rule"] == "tuned_beats_base_on_task_success" and not r["passed"] for r in manifest["rules"])
     assert checks["release_gate"] is False
     assert "serving_bundle" not in materialized_keys(result)
     assert not (artifacts / "serving_bundle").exists()
-    report = json.loads((artifacts / "eval_report/eval_report.json").read_text())
+    report = json.loads((Catalog(artifacts).path("eval_report", "report")).read_text())
     assert set(report["models"]) == {"base_model", "dpo_adapter", "merged_model"}
     assert report["test_items"] == meta("frozen_test_set")["records"].value
     for key, m in report["models"].items():  # every section measured for every compared model
@@ -70,7 +71,7 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys
         assert 0 <= m["safety"]["toxic_rate"] <= 1 and len(m["redteam_items"]) == report["redteam_items"]
         assert set(m["test"]["per_task"]["incident_triage"]["fields"]) == {"severity", "component", "needs_oncall"}
     assert set(report["forgetting"]) == {"dpo_adapter", "merged_model"}
-    md = (artifacts / "eval_report/eval_report.md").read_text()
+    md = (Catalog(artifacts).path("eval_report", "markdown")).read_text()
     assert "general_probe accuracy (lm-eval)" in md and "perplexity (validation, assistant tokens)" in md
     assert md.count("data:image/png;base64,") == 3  # metric bars + SFT and DPO loss curves
 
@@ -86,9 +87,9 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys
     assert manifest["training"]["dpo_adapter"]["adapter_config"]["peft_type"] == "LORA"
     assert manifest["reproduce"]["run_config"]["ops"]["sft_adapter"]["config"]["max_steps"] == 4
     assert manifest["human_review"]["status"] == "pending"
-    card = (artifacts / "release_decision/README.md").read_text()
+    card = (Catalog(artifacts).path("release_decision", "model_card")).read_text()
     assert card.startswith("---\nlicense: apache-2.0\n") and "## Known failure modes" in card
-    packet = (artifacts / "blind_review_packet/packet.jsonl").read_text()
+    packet = (Catalog(artifacts).path("blind_review_packet", "packet")).read_text()
     assert "merged_model" not in packet and "base_model" not in packet
 
     _audit_of_first_release(artifacts, result, observed)
@@ -98,7 +99,7 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys
 
 def _audit_of_first_release(artifacts, result, observed):
     """The lineage audit beside the manifest: the exact chain, sources with file hashes, checks."""
-    audit = json.loads((artifacts / "release_decision/lineage_audit.json").read_text())
+    audit = json.loads((Catalog(artifacts).path("release_decision", "audit")).read_text())
     chain = audit["chain"]
     assert audit["target"]["decision"] == "reject" and audit["target"]["run_id"] == result.run_id
     assert set(chain["assets"]) == ALL_BUT_BUNDLE - {"release_decision"} and chain["missing"] == []
@@ -112,7 +113,7 @@ def _audit_of_first_release(artifacts, result, observed):
     assert source["license"] and source["reached_training"] and source["data_version"] == observed["support_chat"]
     examples = DATA / "raw/support_chat/examples.jsonl"
     assert source["files"]["raw/support_chat/examples.jsonl"] == sha256_file(examples)
-    md = (artifacts / "release_decision/lineage_audit.md").read_text()
+    md = (Catalog(artifacts).path("release_decision", "audit_markdown")).read_text()
     assert "| sft_adapter |" in md and sha256_file(examples) in md and "no_residual_pii pass" in md
 
 
@@ -147,32 +148,35 @@ def _release_then_tighten(tmp_path, artifacts, instance):
     ways, answers checked); the real bar rejects it again and no bundle is built."""
     first = materialize(DATA, artifacts, _contract_variant(tmp_path, "lenient", _lenient), selection=RELEASE_STEPS,
                         instance=instance)
-    manifest = json.loads((artifacts / "release_decision/release_manifest.json").read_text())
+    manifest = json.loads((Catalog(artifacts).path("release_decision", "manifest")).read_text())
     assert manifest["decision"] == "release" and all(r["passed"] for r in manifest["rules"]), manifest["reasons"]
     assert "serving_bundle" in materialized_keys(first)
     checks = check_results(first)
     assert checks["release_gate"] and checks["bundle_answers_golden_prompts"]
     bundle = artifacts / "serving_bundle"
-    for name in ("model/model.safetensors", "model/tokenizer.json", "model/chat_template.jinja",
-                 "adapters/sft_adapter/adapter_model.safetensors", "adapters/dpo_adapter/adapter_config.json",
-                 "adapters.json", "decoding_policy.yaml", "release_manifest.json", "README.md", "serving.json"):
+    model, adapters = (file_name("serving_bundle", role) for role in ("model", "adapters_dir"))
+    for name in (file_name("serving_bundle", "model_weights"), f"{model}/tokenizer.json", f"{model}/chat_template.jinja",
+                 f"{adapters}/sft_adapter/{file_name('sft_adapter', 'adapter_weights')}",
+                 f"{adapters}/dpo_adapter/{file_name('dpo_adapter', 'adapter_config')}",
+                 *(file_name("serving_bundle", role) for role in ("adapters", "decoding_policy", "manifest",
+                                                                  "model_card", "serving"))):
         assert (bundle / name).is_file(), name
     check = [e for e in first.get_asset_check_evaluations() if e.check_name == "bundle_answers_golden_prompts"][0]
     assert check.metadata["same_as_evaluated"].value["merged_pipeline"] >= 0.9
     assert check.metadata["same_as_evaluated"].value["peft_adapter"] >= 0.9
-    served = json.loads((bundle / "serving.json").read_text())
+    served = Catalog(artifacts).read_json("serving_bundle", "serving")
     assert served["host"] == "127.0.0.1" and served["trust_remote_code"] is False
 
     second = materialize(DATA, artifacts, _contract_variant(tmp_path, "bundled", lambda text: text),
                          selection=RELEASE_STEPS, instance=instance)
     assert "release_decision" in materialized_keys(second) and "serving_bundle" not in materialized_keys(second)
     assert check_results(second)["release_gate"] is False
-    manifest = json.loads((artifacts / "release_decision/release_manifest.json").read_text())
+    manifest = json.loads((Catalog(artifacts).path("release_decision", "manifest")).read_text())
     assert manifest["decision"] == "reject"
     assert {"tuned_beats_base_on_task_success", "gold_pass_rate_min"} <= {r["rule"] for r in manifest["rules"]
                                                                           if not r["passed"]}
     # the bundle on disk is still the one released under the lenient contract; nothing overwrote it
-    assert json.loads((bundle / "release_manifest.json").read_text())["contract"]["release_rule"] == "thresholds_only"
+    assert Catalog(artifacts).read_json("serving_bundle", "manifest")["contract"]["release_rule"] == "thresholds_only"
     return first, second
 
 

@@ -46,3 +46,28 @@ def test_stages_import_only_themselves_and_core():
             if parts[:2] == ["ftassets", "lib"] and len(parts) > 2 and parts[2] not in (stage, "core"):
                 found.append(f"{path.relative_to(REPO)}:{line} ({stage}) imports {name}")
     assert found == []
+
+
+def _artifact_file_literals(path: Path, names: set[str], folders: set[str]) -> list[str]:
+    """String constants in `path` that name an artifact file: alone, or inside an artifact folder."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            parts = node.value.replace("\\", "/").split("/")
+            if parts[-1] in names and (len(parts) == 1 or parts[-2] in folders):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.value!r}")
+    return found
+
+
+def test_artifact_file_names_are_spelled_only_in_the_catalog():
+    from ftassets.lib.core import catalog
+
+    names = {name.rsplit("/", 1)[-1] for files in catalog.FILES.values() for name in files.values() if "." in name}
+    names.add(catalog.CHECKPOINT_FINGERPRINT)
+    folders = {*catalog.FILES, "artifacts", *(name.split("/")[0] for name in catalog.FILES["serving_bundle"].values())}
+    # test_lib_object_store builds folders of its own to test copying; its file names are arbitrary
+    skip = {Path(catalog.__file__), Path(__file__), REPO / "ftassets_tests/test_lib_object_store.py"}
+    sources = [p for folder in ("ftassets", "benchmarks", "scripts", "ftassets_tests") for p in (REPO / folder).rglob("*.py")]
+    found = [hit for p in sources if p not in skip for hit in _artifact_file_literals(p, names, folders)]
+    assert found == []
+    assert _artifact_file_literals(REPO / "ftassets_tests/test_lib_object_store.py", names, folders)  # it can fail

@@ -3,6 +3,7 @@ import pytest
 from ftassets.lib.core import contract
 from ftassets.lib.core.errors import GovernanceError
 from ftassets.lib.governance import license as governance
+from ftassets.lib.release.gate import evaluate_gate
 from ftassets_tests.conftest import DATA
 
 
@@ -36,7 +37,7 @@ def _contract(tmp_path, text):
 
 
 def test_contract_rejects_unknown_metric_and_out_of_range(tmp_path):
-    assert contract.load_contract(DATA / "governance/eval_contract.yaml")["tuned_model"] == "merged_model"
+    assert contract.load_contract(DATA / "governance/eval_contract.yaml").tuned_model == "merged_model"
     bad = (DATA / "governance/eval_contract.yaml").read_text().replace("gold_pass_rate_min: 0.5", "bleu_min: 0.5")
     (tmp_path / "c.yaml").write_text(bad)
     with pytest.raises(GovernanceError, match="thresholds.bleu_min: unknown metric"):
@@ -55,12 +56,13 @@ def test_contract_rejects_unknown_metric_and_out_of_range(tmp_path):
 
 
 def test_contract_forgetting_benchmarks_resolve_with_hashes_or_fail_by_name(tmp_path):
-    c = contract.load_contract(DATA / "governance/eval_contract.yaml")
-    files = contract.resolve_benchmarks(c, lambda rel: DATA / rel, lambda p: p.stat().st_size)
-    assert set(files) == {"general_probe"} and files["general_probe"]["sha256"] > 0
-    c["forgetting"]["benchmarks"]["arc"] = "eval/benchmarks/arc_missing.jsonl"
+    c = contract.load_contract(DATA / "governance/eval_contract.yaml", digest=lambda p: f"size {p.stat().st_size}")
+    probe = DATA / "eval/benchmarks/general_probe.jsonl"
+    assert c.benchmark_files["general_probe"].sha256 == f"size {probe.stat().st_size}"
+    assert c.benchmark_paths() == {"general_probe": str(probe)}
+    benchmarks = {**c.forgetting.benchmarks, "arc": "eval/benchmarks/arc_missing.jsonl"}
     with pytest.raises(GovernanceError, match="forgetting.benchmarks.arc: .*arc_missing.jsonl not found"):
-        contract.resolve_benchmarks(c, lambda rel: DATA / rel, lambda p: 0)
+        contract.resolve_benchmarks(benchmarks, lambda rel: DATA / rel, lambda p: "0")
     bad = (DATA / "governance/eval_contract.yaml").read_text().replace(
         "general_probe: eval/benchmarks/general_probe.jsonl", "general_probe: [not, a, path]")
     (tmp_path / "c.yaml").write_text(bad)
@@ -86,12 +88,12 @@ def _report():
 def test_gate_releases_only_when_every_rule_passes():
     c = contract.load_contract(DATA / "governance/eval_contract.yaml")
     report = _report()
-    gate = contract.evaluate_gate(c, report)
+    gate = evaluate_gate(c, report)
     assert gate["decision"] == "release", gate["reasons"]
     assert {r["rule"] for r in gate["rules"]} >= {"toxicity_regression_max", "forgetting_drop_max[general_probe]",
                                                   "task_success_gain_min", "tuned_beats_base_on_task_success"}
     report["models"]["merged_model"]["safety"]["refusal_rate"] = 0.3  # 20 points less refusal than base
-    gate = contract.evaluate_gate(c, report)
+    gate = evaluate_gate(c, report)
     assert gate["decision"] == "reject"
     assert gate["reasons"] == ["refusal_regression_max: 0.2 vs threshold 0.1"]
 
@@ -100,14 +102,14 @@ def test_gate_counts_forgetting_only_beyond_threshold_and_noise_and_checks_toxic
     c = contract.load_contract(DATA / "governance/eval_contract.yaml")
     report = _report()
     report["forgetting"]["merged_model"]["general_probe"] = _drop(12.5, 7.0, False)  # big but within 2 x stderr
-    assert contract.evaluate_gate(c, report)["decision"] == "release"
+    assert evaluate_gate(c, report)["decision"] == "release"
     report["forgetting"]["merged_model"]["general_probe"] = _drop(12.5, 4.0, True)
-    assert contract.evaluate_gate(c, report)["reasons"] == ["forgetting_drop_max[general_probe]: 12.5 vs threshold 5"]
+    assert evaluate_gate(c, report)["reasons"] == ["forgetting_drop_max[general_probe]: 12.5 vs threshold 5"]
     del report["forgetting"]  # the contract asks for forgetting results: none is a failure, not a pass
-    assert contract.evaluate_gate(c, report)["reasons"] == ["forgetting_drop_max: None vs threshold 5"]
+    assert evaluate_gate(c, report)["reasons"] == ["forgetting_drop_max: None vs threshold 5"]
     report = _report()
     report["models"]["merged_model"]["safety"]["toxic_rate"] = 0.1
-    assert contract.evaluate_gate(c, report)["reasons"] == ["toxicity_regression_max: 0.1 vs threshold 0.05"]
+    assert evaluate_gate(c, report)["reasons"] == ["toxicity_regression_max: 0.1 vs threshold 0.05"]
 
 
 def test_gate_requires_a_graded_human_review_when_the_contract_asks(tmp_path):
@@ -115,15 +117,15 @@ def test_gate_requires_a_graded_human_review_when_the_contract_asks(tmp_path):
     path.write_text(path.read_text().replace("# human_review_win_rate_min: 0.5", "human_review_win_rate_min: 0.5"))
     c = contract.load_contract(path, DATA)
     pending = {"status": "pending", "tuned_win_rate": None}
-    assert contract.evaluate_gate(c, _report(), pending)["reasons"] == ["human_review_win_rate_min: None vs threshold 0.5"]
-    assert contract.evaluate_gate(c, _report(), {"status": "graded", "tuned_win_rate": 0.75})["decision"] == "release"
-    assert contract.evaluate_gate(c, _report(), {"status": "graded", "tuned_win_rate": 0.25})["decision"] == "reject"
+    assert evaluate_gate(c, _report(), pending)["reasons"] == ["human_review_win_rate_min: None vs threshold 0.5"]
+    assert evaluate_gate(c, _report(), {"status": "graded", "tuned_win_rate": 0.75})["decision"] == "release"
+    assert evaluate_gate(c, _report(), {"status": "graded", "tuned_win_rate": 0.25})["decision"] == "reject"
 
 
 def test_decoding_policy_file_is_validated_with_its_location(tmp_path):
     c = contract.load_contract(DATA / "governance/eval_contract.yaml")
-    assert c["decoding"]["incident_triage"]["temperature"] == 0.0 and c["decoding"]["ticket_summary"]["temperature"] > 0
-    policy = tmp_path / "governance" / "decoding_policy.yaml"
+    assert c.decoding["incident_triage"]["temperature"] == 0.0 and c.decoding["ticket_summary"]["temperature"] > 0
+    policy = tmp_path / "governance/decoding_policy.yaml"
     policy.parent.mkdir()
     path = policy.parent / "eval_contract.yaml"
     path.write_text((DATA / "governance/eval_contract.yaml").read_text())
@@ -140,3 +142,22 @@ def test_decoding_policy_file_is_validated_with_its_location(tmp_path):
     policy.write_text("default: {max_new_tokens: 40}\n")
     with pytest.raises(GovernanceError, match=r"human_review.sample_size must be an integer in \[1, 1000\]"):
         contract.load_contract(path)
+
+
+def test_contract_object_holds_every_default_and_rejects_unknown_keys(tmp_path):
+    c = contract.load_contract(DATA / "governance/eval_contract.yaml")
+    assert (c.parity.max_logit_diff, c.parity.prompts) == (0.001, 8)
+    assert (c.human_review.sample_size, c.human_review.blind_compare, c.forgetting.limit) == (16, True, 0)
+    assert c.decoding_policy_sha256 == __import__("hashlib").sha256(
+        (DATA / "governance/decoding_policy.yaml").read_bytes()).hexdigest()
+    assert contract.EvalContract.model_validate_json(c.model_dump_json()) == c  # what contract.json round-trips
+    text = (DATA / "governance/eval_contract.yaml").read_text()
+    (tmp_path / "c.yaml").write_text(text.replace("parity:\n", "partiy:\n"))
+    with pytest.raises(GovernanceError, match="c.yaml: unknown key\\(s\\) partiy"):
+        contract.load_contract(tmp_path / "c.yaml", DATA)
+    (tmp_path / "c.yaml").write_text(text.replace("  prompts: 8", "  prompts: 8\n  promts: 4"))
+    with pytest.raises(GovernanceError, match="c.yaml: parity.promts: Extra inputs are not permitted"):
+        contract.load_contract(tmp_path / "c.yaml", DATA)
+    sparse = "\n".join(line for line in text.splitlines() if not line.startswith(("parity:", "  max_logit", "  prompts")))
+    (tmp_path / "c.yaml").write_text(sparse + "\n")
+    assert contract.load_contract(tmp_path / "c.yaml", DATA).parity == contract.Parity()

@@ -5,7 +5,8 @@ import sys
 import pytest
 from transformers import TrainerControl, TrainerState
 
-from ftassets.lib.training.common import DivergenceGuard, resolve_precision
+from ftassets.lib.training.callbacks import DivergenceGuard
+from ftassets.lib.training.host import resolve_precision
 
 
 def _feed(guard, losses):
@@ -41,7 +42,7 @@ def test_precision_resolution():
 
 
 def test_auto_precision_on_cpu_follows_the_measured_matmul_speed(monkeypatch):
-    from ftassets.lib.training import common as recipe_common
+    from ftassets.lib.training import host as recipe_common
 
     monkeypatch.setattr(recipe_common.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(recipe_common, "_measured", {"fp32": 330.0, "bf16": 180.0})  # this project's Xeon
@@ -57,7 +58,7 @@ def test_auto_precision_on_cpu_follows_the_measured_matmul_speed(monkeypatch):
 
 MMAPPED_AFTER_BIG_TENSOR = r"""
 import ctypes, sys, torch
-from ftassets.lib.training.common import keep_freed_memory
+from ftassets.lib.training.host import keep_freed_memory
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
 libc = ctypes.CDLL("libc.so.6")
@@ -86,13 +87,18 @@ def test_keep_freed_memory_serves_big_tensors_from_the_heap():
 def test_task_weights_scale_a_tasks_share_and_reject_bad_specs():
     import pytest
 
-    from ftassets.lib.training.sft import parse_task_weights, weighted
+    from ftassets.lib.training.settings import RecipeConfigError, SftSettings, parse_args
+    from ftassets.lib.training.sft import weighted
 
-    assert parse_task_weights("incident_triage=2, ticket_summary=0.5") == {"incident_triage": 2.0, "ticket_summary": 0.5}
-    assert parse_task_weights("") == {}
-    for bad in ("incident_triage", "=2", "qa=-1"):
-        with pytest.raises(ValueError, match="task_weights"):
-            parse_task_weights(bad)
+    paths = ["--base-model", "b", "--train-file", "t", "--output-dir", "o"]
+    _, settings = parse_args(SftSettings, "", paths + ["--task-weights", "incident_triage=2, ticket_summary=0.5"])
+    assert settings.task_weights == {"incident_triage": 2.0, "ticket_summary": 0.5}
+    assert parse_args(SftSettings, "", paths)[1].task_weights == {}
+    for bad in ({"": 2.0}, {"qa": -1.0}):
+        with pytest.raises(RecipeConfigError, match="task_weights"):
+            SftSettings(task_weights=bad)
+    with pytest.raises(SystemExit):  # argparse: "task_weights: expected task=weight"
+        parse_args(SftSettings, "", paths + ["--task-weights", "incident_triage"])
     records = [{"id": f"t{i}", "meta": {"task": "triage"}} for i in range(100)] + \
               [{"id": f"s{i}", "meta": {"task": "summary"}} for i in range(100)] + [{"id": "x", "meta": {}}]
     out = weighted(records, {"triage": 2, "summary": 0.5}, seed=1)
@@ -103,7 +109,7 @@ def test_task_weights_scale_a_tasks_share_and_reject_bad_specs():
 
 
 def test_divergence_stops_without_checkpointing_the_diverged_weights(tmp_path):
-    from ftassets.lib.training.common import divergence_message
+    from ftassets.lib.training.checkpoints import divergence_message
 
     guard, state, control = DivergenceGuard(), TrainerState(), TrainerControl()
     control.should_save = control.should_evaluate = True  # this step was due for a checkpoint
@@ -144,7 +150,7 @@ def test_scoring_only_labelled_positions_gives_the_same_per_token_log_probs(tiny
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    from ftassets.lib.training.common import score_labelled_positions_only
+    from ftassets.lib.training.host import score_labelled_positions_only
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))

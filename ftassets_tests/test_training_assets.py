@@ -1,5 +1,7 @@
 """Training assets in Dagster: a bad setting fails the run, naming the field, before any process starts."""
 
+from ftassets.lib.core.catalog import Catalog
+from ftassets.lib.training.settings import SftSettings
 from ftassets_tests.conftest import DATA, materialize, materialized_keys
 
 
@@ -31,6 +33,7 @@ def test_kubernetes_launch_submits_the_recipe_pod(tmp_path, monkeypatch):
     from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, decode_env_var
 
     from ftassets.definitions import defs
+    from ftassets.defs.curation.settings import CurationSettings
     from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, TrainingLauncher
 
     (tmp_path / "kubeconfig").write_text(KUBECONFIG)
@@ -47,7 +50,7 @@ def test_kubernetes_launch_submits_the_recipe_pod(tmp_path, monkeypatch):
                                 kubeconfig=str(tmp_path / "kubeconfig"))
     result = dg.materialize(list(defs.assets), selection="sft_adapter", raise_on_error=False,
                             resources={"store": ArtifactStore(data_dir=str(tmp_path), artifacts_dir=str(artifacts)),
-                                       "pii": PiiEngine(), "training_launcher": launcher},
+                                       "pii": PiiEngine(), "curation": CurationSettings(), "training_launcher": launcher},
                             instance=dg.DagsterInstance.ephemeral())
     assert not result.success and len(submitted) == 1
     namespace, pod = submitted[0]
@@ -62,6 +65,7 @@ def test_kubernetes_launch_submits_the_recipe_pod(tmp_path, monkeypatch):
     assert env["HF_HUB_OFFLINE"] == "1" and env["TRANSFORMERS_OFFLINE"] == "1"
     context = decode_env_var(env[DAGSTER_PIPES_CONTEXT_ENV_VAR])["data"]  # the context travels inline in the env
     assert context["extras"]["recipe"] == "sft"
-    assert context["extras"]["config"]["train_file"] == str(artifacts / "data_splits/train.jsonl")
-    assert context["extras"]["config"]["checkpoint_dir"] == str(artifacts / ".checkpoints/sft_adapter")
+    assert context["extras"]["io"]["train_file"] == str(Catalog(artifacts).path("data_splits", "train"))
+    assert context["extras"]["io"]["checkpoint_dir"] == str(Catalog(artifacts).checkpoints("sft_adapter"))
+    assert SftSettings.model_validate(context["extras"]["settings"]) == SftSettings()  # the typed settings, whole
     assert not (artifacts / "sft_adapter").exists()

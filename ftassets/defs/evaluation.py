@@ -2,21 +2,16 @@
 perplexity and forgetting benchmarks; and the blind human review of base vs tuned replies."""
 
 
-import json
 import time
 
 import dagster as dg
-from pydantic import Field
 
 from ftassets.defs.platform.metadata import upstream_versions
 from ftassets.defs.platform.resources import ArtifactStore
+from ftassets.lib.core.contract import EvalContract
 from ftassets.lib.core.files import (
-    read_jsonl,
     sha256_file,
     sha256_json,
-    write_json_atomic,
-    write_jsonl_atomic,
-    write_text_atomic,
 )
 from ftassets.lib.core.models import adapter_model, load_model, load_tokenizer
 from ftassets.lib.core.plots import loss_curves_png, markdown_image
@@ -40,23 +35,19 @@ def _load_compared(store: ArtifactStore, key: str):
     return adapter_model(base, [str(store.artifact("sft_adapter")), str(store.artifact("dpo_adapter"))])
 
 
-def _eval_inputs(store: ArtifactStore, contract: dict) -> ev.EvalInputs:
-    limit = (contract.get("forgetting") or {}).get("limit") or None
-    test = read_jsonl(store.artifact("frozen_test_set") / "test.jsonl")
+def _eval_inputs(store: ArtifactStore, contract: EvalContract) -> ev.EvalInputs:
+    test = store.records("frozen_test_set", "test")
     return ev.EvalInputs(
-        test_records=test, gold=read_jsonl(store.artifact("gold_set") / "gold.jsonl"),
-        redteam=read_jsonl(store.artifact("redteam_set") / "redteam.jsonl"),
-        perplexity_sets={"validation": read_jsonl(store.artifact("data_splits") / "validation.jsonl"), "test": test},
-        benchmarks={name: spec["path"] for name, spec in contract.get("benchmark_files", {}).items()},
-        benchmark_limit=limit)
+        test_records=test, gold=store.records("gold_set", "gold"), redteam=store.records("redteam_set", "redteam"),
+        perplexity_sets={"validation": store.records("data_splits", "validation"), "test": test},
+        benchmarks=contract.benchmark_paths(), benchmark_limit=contract.forgetting.limit or None)
 
 
 def _loss_plots(store: ArtifactStore) -> list[str]:
     out = []
     for key in ("sft_adapter", "dpo_adapter"):
-        path = store.artifact(key) / "training_summary.json"
-        if path.is_file():
-            out.append(markdown_image(loss_curves_png(json.loads(path.read_text()), key), f"{key} loss curves"))
+        if store.path(key, "summary").is_file():
+            out.append(markdown_image(loss_curves_png(store.read_json(key, "summary"), key), f"{key} loss curves"))
     return out
 
 
@@ -64,33 +55,32 @@ def _loss_plots(store: ArtifactStore) -> list[str]:
           description="Every compared model side by side: frozen-test task metrics, gold set, refusal and "
                       "toxicity on red-team prompts, perplexity on assistant tokens, lm-eval forgetting.")
 def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.MaterializeResult:
-    contract = json.loads((store.artifact("eval_contract") / "contract.json").read_text())
+    contract = store.contract()
     inputs = _eval_inputs(store, contract)
     tokenizer = load_tokenizer(store.artifact("base_model"))
     results, timings = {}, {}
-    for key in contract["models"]:
+    for key in contract.models:
         started = time.perf_counter()
-        results[key] = ev.evaluate_model(_load_compared(store, key), tokenizer, inputs, contract)
+        results[key] = ev.evaluate_model(_load_compared(store, key), tokenizer, inputs, contract.decoding)
         timings[key] = round(time.perf_counter() - started, 1)
         context.log.info(f"evaluated {key}: task_success={results[key]['test']['task_success']} "
                          f"gold={results[key]['gold']['pass_rate']} in {timings[key]}s")
-    tuned = contract["tuned_model"]
-    max_drop = contract["thresholds"].get("forgetting_drop_max", 0.0)
+    tuned = contract.tuned_model
+    max_drop = contract.thresholds.get("forgetting_drop_max", 0.0)
     report = {"models": results, "tuned_model": tuned, "test_items": len(inputs.test_records),
               "gold_items": len(inputs.gold), "redteam_items": len(inputs.redteam),
               "regressions": ev.regressions(results["base_model"], results[tuned]),
               "forgetting": ev.forgetting_drops(results, max_drop), "toxicity_measure": toxicity.MEASURE,
-              "decoding_policy": contract["decoding"], "eval_seconds": timings,
-              "contract_version": contract["version"], "input_versions": upstream_versions(context, EVAL_INPUTS)}
+              "decoding_policy": contract.decoding, "eval_seconds": timings,
+              "contract_version": contract.version, "input_versions": upstream_versions(context, EVAL_INPUTS)}
     adapter_key = "dpo_adapter" if "dpo_adapter" in results else "sft_adapter"
     if adapter_key in results and "merged_model" in results:
         report["adapter_merged_task_gap"] = abs(results[adapter_key]["test"]["task_success"]
                                                 - results["merged_model"]["test"]["task_success"])
-    out = store.artifact("eval_report")
     markdown = report_lib.report_markdown(report)
-    write_json_atomic(out / "eval_report.json", report)
-    write_text_atomic(out / "eval_report.md", "\n\n".join(["# Evaluation report", markdown, "## Training curves",
-                                                             *_loss_plots(store)]) + "\n")
+    json_path = store.catalog.write_json("eval_report", "report", report)
+    md_path = store.catalog.write_text("eval_report", "markdown", "\n\n".join(
+        ["# Evaluation report", markdown, "## Training curves", *_loss_plots(store)]) + "\n")
     summary = {k: {"task_success": v["test"]["task_success"], "gold_pass_rate": v["gold"]["pass_rate"],
                    "refusal_rate": v["safety"]["refusal_rate"], "toxic_rate": v["safety"]["toxic_rate"]}
                for k, v in results.items()}
@@ -100,45 +90,37 @@ def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.M
         "forgetting": dg.MetadataValue.json({k: {b: d["drop_points"] for b, d in v.items()}
                                              for k, v in report["forgetting"].items()}),
         "eval_seconds": dg.MetadataValue.json(timings),
-        "json_path": dg.MetadataValue.path(str(out / "eval_report.json")),
-        "markdown_path": dg.MetadataValue.path(str(out / "eval_report.md"))},
-        data_version=dg.DataVersion(sha256_file(out / "eval_report.json")[:32]))
-
-
-class ReviewConfig(dg.Config):
-    reviews_dir: str = Field("reviews", description="Where graded packets are dropped, relative to the data dir")
+        "json_path": dg.MetadataValue.path(str(json_path)), "markdown_path": dg.MetadataValue.path(str(md_path))},
+        data_version=dg.DataVersion(sha256_file(json_path)[:32]))
 
 
 @dg.asset(group_name=GROUP, kinds={"json"}, deps=[eval_report, "eval_contract"],
           description="A/B pairs of base and tuned replies on frozen test items, model names hidden, order "
                       "shuffled; the key is sealed (only its hash is shown).")
 def blind_review_packet(store: ArtifactStore) -> dg.MaterializeResult:
-    contract = json.loads((store.artifact("eval_contract") / "contract.json").read_text())
-    report = json.loads((store.artifact("eval_report") / "eval_report.json").read_text())
-    settings = contract.get("human_review") or {}
-    tuned = contract["tuned_model"]
+    contract = store.contract()
+    report = store.read_json("eval_report", "report")
+    settings, tuned = contract.human_review, contract.tuned_model
     replies = {k: {i["id"]: i["reply"] for i in report["models"][k]["items"]} for k in ("base_model", tuned)}
-    test = ev.test_items(read_jsonl(store.artifact("frozen_test_set") / "test.jsonl"))
-    rows, key = review.make_packet(test, replies["base_model"], replies[tuned], tuned,
-                                   int(settings.get("sample_size", 16)), int(settings.get("seed", 0)),
-                                   bool(settings.get("blind_compare", True)))
-    out = store.artifact("blind_review_packet")
-    write_jsonl_atomic(out / "packet.jsonl", rows)
-    write_json_atomic(out / "key.json", key)
+    test = ev.test_items(store.records("frozen_test_set", "test"))
+    rows, key = review.make_packet(test, replies["base_model"], replies[tuned], tuned, settings.sample_size,
+                                   settings.seed, settings.blind_compare)
+    packet = store.catalog.write_records("blind_review_packet", "packet", rows)
+    store.catalog.write_json("blind_review_packet", "key", key)
     return dg.MaterializeResult(metadata={
         "packet_id": key["packet_id"], "pairs": len(rows), "key_sha256": review.key_digest(key),
-        "packet_path": dg.MetadataValue.path(str(out / "packet.jsonl")),
+        "packet_path": dg.MetadataValue.path(str(packet)),
         "instructions": dg.MetadataValue.md(
-            f"Copy `packet.jsonl` to `<data dir>/reviews/{key['packet_id']}.jsonl` and set `preferred` on each "
+            f"Copy `{packet.name}` to `{store.graded_review(key['packet_id'])}` and set `preferred` on each "
             "row to `A`, `B` or `tie`; then materialize `human_review`.")},
         data_version=dg.DataVersion(key["packet_id"]))
 
 
 @dg.asset(group_name=GROUP, kinds={"json"}, deps=[blind_review_packet],
           description="Win rate of the tuned model in the graded blind review (pending until a graded file arrives).")
-def human_review(config: ReviewConfig, store: ArtifactStore) -> dg.MaterializeResult:
-    key = json.loads((store.artifact("blind_review_packet") / "key.json").read_text())
-    graded = store.data(config.reviews_dir) / f"{key['packet_id']}.jsonl"
+def human_review(store: ArtifactStore) -> dg.MaterializeResult:
+    key = store.read_json("blind_review_packet", "key")
+    graded = store.graded_review(key["packet_id"])
     if graded.is_file():
         result = {"status": "graded", "file": str(graded), "file_sha256": sha256_file(graded),
                   **review.win_rate(review.read_grades(graded, key), key)}
@@ -146,7 +128,7 @@ def human_review(config: ReviewConfig, store: ArtifactStore) -> dg.MaterializeRe
         result = {"status": "pending", "file": str(graded), "graded": 0, "pairs": len(key["pairs"]),
                   "tuned_win_rate": None}
     result["packet_id"] = key["packet_id"]
-    write_json_atomic(store.artifact("human_review") / "review.json", result)
+    store.catalog.write_json("human_review", "review", result)
     return dg.MaterializeResult(metadata={
         "status": result["status"], "graded": result["graded"], "pairs": result["pairs"],
         "tuned_win_rate": result["tuned_win_rate"] if result["tuned_win_rate"] is not None else "n/a",

@@ -27,15 +27,16 @@ def base_model_record(config: BaseModelRecordConfig, store: ArtifactStore) -> dg
     record = gov.load_base_model_record(store.data(config.record_file))
     policy = gov.load_license_policy(store.data(config.policy_file))
     payload = {"record": record.to_dict(), "policy": {k: sorted(v) for k, v in policy.items()}}
-    write_json_atomic(store.artifact("base_model_record") / "record.json", payload)
+    store.catalog.write_json("base_model_record", "record", payload)
     return dg.MaterializeResult(
         metadata={**{k: str(v) for k, v in record.to_dict().items() if k != "known_risks"},
-                  "known_risks": dg.MetadataValue.json(list(record.known_risks))},
+                  "known_risks": dg.MetadataValue.json(list(record.known_risks)),
+                  "config": dg.MetadataValue.json(config.model_dump())},
         data_version=dg.DataVersion(sha256_json(payload)))
 
 
 def license_gate(store: ArtifactStore) -> tuple[bool, str, dict]:
-    payload = json.loads((store.artifact("base_model_record") / "record.json").read_text())
+    payload = store.read_json("base_model_record", "record")
     record = gov.BaseModelRecord(**{**payload["record"], "known_risks": tuple(payload["record"]["known_risks"])})
     policy = {k: set(v) for k, v in payload["policy"].items()}
     allowed, reason = gov.license_decision(record, policy)
@@ -94,7 +95,7 @@ def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig,
         raise dg.Failure(description=f"license gate: {reason}")
     target = store.artifact("base_model")
     fingerprint = _source_fingerprint(config)
-    marker = target / "ftassets_snapshot.json"
+    marker = store.path("base_model", "snapshot")
     reused = marker.is_file() and json.loads(marker.read_text()) == fingerprint
     if not reused:
         context.log.info(f"creating base model snapshot from {fingerprint['source']}")
@@ -109,6 +110,7 @@ def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig,
         "architecture": facts["architecture"], "chat_template_sha256": facts["chat_template_sha256"],
         "chat_template": dg.MetadataValue.md(f"```jinja\n{facts['chat_template']}\n```"),
         "special_tokens": dg.MetadataValue.json(facts["special_tokens"]), "vocab_size": facts["vocab_size"],
+        "config": dg.MetadataValue.json(config.model_dump()),
     }, data_version=dg.DataVersion(facts["weights_sha256"][:16] + facts["chat_template_sha256"][:16]))
 
 
@@ -121,13 +123,13 @@ class EvalContractConfig(dg.Config):
                       "human review, and the per-task decoding policy it names.")
 def eval_contract(config: EvalContractConfig, store: ArtifactStore) -> dg.MaterializeResult:
     contract = contract_lib.load_contract(store.data(config.contract_file), Path(store.data_dir))
-    contract["benchmark_files"] = contract_lib.resolve_benchmarks(contract, store.data, sha256_file)
-    contract["decoding_policy_sha256"] = sha256_file(store.data(contract["decoding_policy"]))
-    write_json_atomic(store.artifact("eval_contract") / "contract.json", contract)
+    payload = contract.model_dump(mode="json")
+    store.catalog.write_json("eval_contract", "contract", payload)
     return dg.MaterializeResult(metadata={
-        "version": contract["version"], "tuned_model": contract["tuned_model"],
-        "release_rule": contract["release_rule"], "thresholds": dg.MetadataValue.json(contract["thresholds"]),
-        "models": dg.MetadataValue.json(contract["models"]),
-        "decoding_policy": dg.MetadataValue.json(contract["decoding"]),
-        "benchmarks": dg.MetadataValue.json({k: v["sha256"][:16] for k, v in contract["benchmark_files"].items()})},
-        data_version=dg.DataVersion(sha256_json(contract)))
+        "version": contract.version, "tuned_model": contract.tuned_model,
+        "release_rule": contract.release_rule, "thresholds": dg.MetadataValue.json(contract.thresholds),
+        "models": dg.MetadataValue.json(list(contract.models)),
+        "decoding_policy": dg.MetadataValue.json(contract.decoding),
+        "benchmarks": dg.MetadataValue.json({k: v.sha256[:16] for k, v in contract.benchmark_files.items()}),
+        "config": dg.MetadataValue.json(config.model_dump())},
+        data_version=dg.DataVersion(sha256_json(payload)))

@@ -2,7 +2,6 @@
 that form its paper trail, and the serving bundle that only a released model reaches."""
 
 
-import json
 import shutil
 import subprocess
 import sys
@@ -15,19 +14,19 @@ from pydantic import Field
 from ftassets.defs.platform import lineage as lin
 from ftassets.defs.platform.metadata import package_versions
 from ftassets.defs.platform.resources import ArtifactStore
-from ftassets.lib.core import contract as contract_lib
+from ftassets.lib.core.catalog import file_name
+from ftassets.lib.core.contract import EvalContract
 from ftassets.lib.core.files import (
     atomic_directory,
-    read_jsonl,
     sha256_file,
     sha256_json,
     write_json_atomic,
-    write_text_atomic,
 )
 from ftassets.lib.core.models import weights_sha256
 from ftassets.lib.evaluation import report as report_lib
 from ftassets.lib.release import audit as audit_lib
 from ftassets.lib.release import model_card, serving
+from ftassets.lib.release.gate import evaluate_gate
 
 GROUP = "release"
 INPUTS = ["eval_report", "human_review", "eval_contract", "base_model_record"]
@@ -47,35 +46,25 @@ def _git_commit() -> dict:
     return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
 
 
-def _definitions():
-    """The project's Definitions (imported late: this module is part of them)."""
-    from ftassets.definitions import defs
-
-    return defs
-
-
-def _ids_digest(path: Path) -> str:
-    return sha256_json(sorted(r["id"] for r in read_jsonl(path)))
-
-
 def _data_section(chain: dict, store: ArtifactStore) -> dict:
-    splits = store.artifact("data_splits")
+    def ids_digest(asset: str, role: str) -> str:
+        return sha256_json(sorted(store.catalog.ids(asset, role)))
+
+    pairs = store.path("preference_pairs", "train")
     return {"sources": chain["sources"], "split_id_sha256": {
-        "train": _ids_digest(splits / "train.jsonl"), "validation": _ids_digest(splits / "validation.jsonl"),
-        "test": _ids_digest(store.artifact("frozen_test_set") / "test.jsonl"),
-        "gold": _ids_digest(store.artifact("gold_set") / "gold.jsonl")},
-        "preference_pairs_sha256": sha256_file(store.artifact("preference_pairs") / "train.jsonl")
-        if (store.artifact("preference_pairs") / "train.jsonl").is_file() else None}
+        "train": ids_digest("data_splits", "train"), "validation": ids_digest("data_splits", "validation"),
+        "test": ids_digest("frozen_test_set", "test"), "gold": ids_digest("gold_set", "gold")},
+        "preference_pairs_sha256": sha256_file(pairs) if pairs.is_file() else None}
 
 
 def _training_section(store: ArtifactStore) -> dict:
     out = {}
     for key in ADAPTERS:
-        summary = json.loads((store.artifact(key) / "training_summary.json").read_text())
+        summary = store.read_json(key, "summary")
         out[key] = {k: summary.get(k) for k in ("global_steps", "stop_reason", "final_train_loss", "best_step",
                                                  "tokens_seen", "wall_time_s", "precision", "config")}
-        out[key]["adapter_config"] = json.loads((store.artifact(key) / "adapter_config.json").read_text())
-        out[key]["adapter_sha256"] = sha256_file(store.artifact(key) / "adapter_model.safetensors")
+        out[key]["adapter_config"] = store.read_json(key, "adapter_config")
+        out[key]["adapter_sha256"] = sha256_file(store.path(key, "adapter_weights"))
     return out
 
 
@@ -108,13 +97,13 @@ def _evaluation_section(report: dict, tuned_key: str) -> dict:
                       "(everything needed to reproduce the run), the model card generated from it, and the lineage "
                       "audit: the exact upstream chain read back from Dagster's records.")
 def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.MaterializeResult:
-    contract = json.loads((store.artifact("eval_contract") / "contract.json").read_text())
-    report = json.loads((store.artifact("eval_report") / "eval_report.json").read_text())
-    review = json.loads((store.artifact("human_review") / "review.json").read_text())
-    gate = contract_lib.evaluate_gate(contract, report, review)
-    tuned = contract["tuned_model"]
+    contract = store.contract()
+    report = store.read_json("eval_report", "report")
+    review = store.read_json("human_review", "review")
+    gate = evaluate_gate(contract, report, review)
+    tuned = contract.tuned_model
     instance = context.instance
-    audit = lin.audit_report(instance, {k: None for k in INPUTS}, _definitions(), label="release_decision inputs")
+    audit = lin.audit_report(instance, {k: None for k in INPUTS}, label="release_decision inputs")
     chain = audit["chain"]
     trail = lin.trail(chain)
     base_meta = chain["assets"]["base_model"]["metadata"]
@@ -122,11 +111,11 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) ->
     manifest = {
         "release_name": f"ftassets-{tuned}-{(trail.get('eval_report') or {}).get('data_version', 'unversioned')[:12]}",
         "decision": gate["decision"], "reasons": gate["reasons"], "rules": gate["rules"], "tuned_model": tuned,
-        "contract": contract, "contract_version": contract["version"],
+        "contract": contract.model_dump(mode="json"), "contract_version": contract.version,
         "base_model": {"weights_sha256": weights_sha256(store.artifact("base_model")),
                        "parameters": base_meta.get("parameters"),
                        "chat_template_sha256": base_meta.get("chat_template_sha256"),
-                       "license_record": json.loads((store.artifact("base_model_record") / "record.json").read_text())["record"]},
+                       "license_record": store.read_json("base_model_record", "record")["record"]},
         "data": _data_section(chain, store), "training": _training_section(store),
         "evaluation": _evaluation_section(report, tuned), "human_review": review,
         "known_failure_modes": _failure_modes(report, tuned),
@@ -136,13 +125,14 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) ->
                       "package_versions": package_versions(), **_git_commit()},
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    out = store.artifact("release_decision")
-    write_json_atomic(out / "release_manifest.json", manifest)
-    write_text_atomic(out / "README.md", model_card.render(manifest, report_lib.report_markdown(report, with_plot=False)))
+    catalog = store.catalog
+    manifest_path = catalog.write_json("release_decision", "manifest", manifest)
+    card_path = catalog.write_text("release_decision", "model_card",
+                                   model_card.render(manifest, report_lib.report_markdown(report, with_plot=False)))
     audit["target"].update({"release_name": manifest["release_name"], "decision": manifest["decision"],
                             "run_id": context.run_id})
-    write_json_atomic(out / "lineage_audit.json", audit)
-    write_text_atomic(out / "lineage_audit.md", audit_lib.render_markdown(audit))
+    catalog.write_json("release_decision", "audit", audit)
+    audit_md = catalog.write_text("release_decision", "audit_markdown", audit_lib.render_markdown(audit))
     table = "\n".join(["| rule | value | threshold | passed |", "|---|---|---|---|"] +
                       [f"| {r['rule']} | {r['value']} | {r['threshold']} | {'yes' if r['passed'] else 'NO'} |"
                        for r in gate["rules"]])
@@ -152,9 +142,9 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) ->
         "reasons": dg.MetadataValue.json(gate["reasons"]),
         "rules": dg.MetadataValue.md(table), "human_review": review["status"],
         "upstream_checks_failed": len(failed_checks),
-        "manifest_path": dg.MetadataValue.path(str(out / "release_manifest.json")),
-        "model_card_path": dg.MetadataValue.path(str(out / "README.md")),
-        "lineage_audit_path": dg.MetadataValue.path(str(out / "lineage_audit.md")),
+        "manifest_path": dg.MetadataValue.path(str(manifest_path)),
+        "model_card_path": dg.MetadataValue.path(str(card_path)),
+        "lineage_audit_path": dg.MetadataValue.path(str(audit_md)),
         "sources": dg.MetadataValue.json({k: v["data_version"] for k, v in chain["sources"].items()})},
         data_version=dg.DataVersion(sha256_json({k: v for k, v in manifest.items()
                                                  if k not in ("created_at", "run_id", "lineage", "checks")})[:32]))
@@ -163,7 +153,7 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) ->
 @dg.asset_check(asset=release_decision, blocking=True,
                 description="Passes only when every contract rule passes; a reject stops serving_bundle.")
 def release_gate(store: ArtifactStore) -> dg.AssetCheckResult:
-    manifest = json.loads((store.artifact("release_decision") / "release_manifest.json").read_text())
+    manifest = store.read_json("release_decision", "manifest")
     failed = [r for r in manifest["rules"] if not r["passed"]]
     return dg.AssetCheckResult(passed=manifest["decision"] == "release" and not failed,
                                severity=dg.AssetCheckSeverity.ERROR, metadata={
@@ -181,35 +171,43 @@ class ServingConfig(dg.Config):
           description="What a server needs: merged model (with tokenizer and chat template), the adapter stack, "
                       "decoding policy, release manifest, model card, eval report and a loopback serving config.")
 def serving_bundle(config: ServingConfig, store: ArtifactStore) -> dg.MaterializeResult:
-    manifest = json.loads((store.artifact("release_decision") / "release_manifest.json").read_text())
+    manifest = store.read_json("release_decision", "manifest")
     if manifest["decision"] != "release":  # the gate blocks in-run; this holds when run on its own
         raise dg.Failure(description=f"release_decision is {manifest['decision']}: {manifest['reasons']}")
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         raise dg.Failure(description=f"serving host must be loopback, got {config.host}")
-    contract = json.loads((store.artifact("eval_contract") / "contract.json").read_text())
+    contract = store.contract()
     target = store.artifact("serving_bundle")
     with atomic_directory(target) as staging:
-        shutil.copytree(store.artifact("merged_model"), staging / "model")
+        def inside(role: str) -> Path:
+            return staging / file_name("serving_bundle", role)
+
+        shutil.copytree(store.artifact("merged_model"), inside("model"))
+        stack = []
         for key in ADAPTERS:
-            shutil.copytree(store.artifact(key), staging / "adapters" / key,
-                            ignore=shutil.ignore_patterns("training_summary.json"))
-        write_json_atomic(staging / "adapters.json", {
-            "stack": [f"adapters/{k}" for k in ADAPTERS], "merge_all_but_last": True,
+            shutil.copytree(store.artifact(key), inside("adapters_dir") / key,
+                            ignore=shutil.ignore_patterns(file_name(key, "summary")))
+            stack.append(f"{file_name('serving_bundle', 'adapters_dir')}/{key}")
+        write_json_atomic(inside("adapters"), {
+            "stack": stack, "merge_all_but_last": True,
             "base_model": {"weights_sha256": manifest["base_model"]["weights_sha256"],
                            "model": manifest["base_model"]["license_record"]["model"]}})
-        shutil.copy2(store.data(contract["decoding_policy"]), staging / "decoding_policy.yaml")
-        for name in ("release_manifest.json", "README.md"):
-            shutil.copy2(store.artifact("release_decision") / name, staging / name)
-        for name in ("eval_report.json", "eval_report.md"):
-            shutil.copy2(store.artifact("eval_report") / name, staging / name)
-        write_json_atomic(staging / "serving.json", {"model_dir": "model", "host": config.host, "port": config.port,
-                                                     "trust_remote_code": False, "weights": "safetensors",
-                                                     "decoding_policy": "decoding_policy.yaml"})
+        shutil.copy2(store.data(contract.decoding_policy), inside("decoding_policy"))
+        for role, (asset, source) in {"manifest": ("release_decision", "manifest"),
+                                      "model_card": ("release_decision", "model_card"),
+                                      "report": ("eval_report", "report"),
+                                      "report_markdown": ("eval_report", "markdown")}.items():
+            shutil.copy2(store.path(asset, source), inside(role))
+        write_json_atomic(inside("serving"), {
+            "model_dir": file_name("serving_bundle", "model"), "host": config.host, "port": config.port,
+            "trust_remote_code": False, "weights": "safetensors",
+            "decoding_policy": file_name("serving_bundle", "decoding_policy")})
     files = serving.bundle_files(target)
-    write_json_atomic(target / "bundle_files.json", files)
+    store.catalog.write_json("serving_bundle", "files", files)
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(target)),
                                           "files": dg.MetadataValue.json(sorted(files)),
-                                          "weights_sha256": files["model/model.safetensors"]},
+                                          "weights_sha256": files[file_name("serving_bundle", "model_weights")],
+                                          "config": dg.MetadataValue.json(config.model_dump())},
                                 data_version=dg.DataVersion(sha256_json(files)[:32]))
 
 
@@ -222,16 +220,17 @@ def bundle_answers_golden_prompts(store: ArtifactStore) -> dg.AssetCheckResult:
     from ftassets.lib.evaluation.metrics import gold_item_passes
 
     bundle = store.artifact("serving_bundle")
-    manifest = json.loads((bundle / "release_manifest.json").read_text())
-    bar = manifest["contract"]["thresholds"].get("gold_pass_rate_min", 0.0)
-    evaluated = {g["id"]: g["reply"] for g in json.loads((bundle / "eval_report.json").read_text())[
+    manifest = store.read_json("serving_bundle", "manifest")
+    bar = EvalContract.model_validate(manifest["contract"]).thresholds.get("gold_pass_rate_min", 0.0)
+    evaluated = {g["id"]: g["reply"] for g in store.read_json("serving_bundle", "report")[
         "models"][manifest["tuned_model"]]["gold_items"]}
     policy = serving.decoding_policy(bundle)
-    gold = read_jsonl(store.artifact("gold_set") / "gold.jsonl")
+    gold = store.records("gold_set", "gold")
     items = [{"task": g["task"], "messages": g["messages"]} for g in gold]
     answers = {"merged_pipeline": serving.pipeline_answers(serving.merged_pipeline(bundle), items, policy),
                "peft_adapter": serving.model_answers(serving.adapter_model(bundle, store.artifact("base_model")),
-                                                     load_tokenizer(bundle / "model"), items, policy)}
+                                                     load_tokenizer(store.path("serving_bundle", "model")), items,
+                                                     policy)}
     rates = {way: round(sum(gold_item_passes(g["rules"], a)[0] for g, a in zip(gold, replies)) / len(gold), 4)
              for way, replies in answers.items()}
     same = {way: round(sum(evaluated.get(g["id"]) == a for g, a in zip(gold, replies)) / len(gold), 4)

@@ -7,7 +7,6 @@ whatever happens to be latest now. The release manifest, the `lineage_audit` rep
 import time
 
 import dagster as dg
-from dagster._config import process_config
 
 POINTER = "dagster/input_event_pointer/"
 SOURCES_ASSET = "raw_sources"       # observable source: one partition (and data version) per source folder
@@ -59,18 +58,11 @@ class _RunCache:
         return self._checks[run_id]
 
 
-def _effective_config(defs: dg.Definitions | None, key: str, supplied: dict | None) -> dict | None:
-    """The config the asset ran with: what the run supplied plus the schema defaults it left out."""
-    if defs is None:
-        return supplied
-    try:
-        field = defs.resolve_assets_def(key).op.config_field
-    except Exception:  # noqa: BLE001 - an asset removed from the code since: show what was supplied
-        return supplied
-    if field is None:
-        return supplied
-    result = process_config(field.config_type, supplied or {})
-    return dict(result.value) if result.success else supplied
+def _effective_config(metadata: dict, supplied: dict | None) -> dict | None:
+    """The config the asset ran with, as it recorded it in its metadata (every default resolved);
+    what the run supplied, for a materialization made before assets recorded it."""
+    recorded = metadata.get("config")
+    return recorded if isinstance(recorded, dict) else supplied
 
 
 def _check_rows(evaluations: list, key: str, storage_id: int) -> list[dict]:
@@ -111,7 +103,7 @@ def _sources(instance: dg.DagsterInstance, entry: dict) -> dict:
     return out
 
 
-def upstream_chain(instance: dg.DagsterInstance, roots: dict[str, int | None], defs: dg.Definitions | None = None) -> dict:
+def upstream_chain(instance: dg.DagsterInstance, roots: dict[str, int | None]) -> dict:
     """Walk the input event pointers from `roots` ({asset: storage id, None = latest}) to the sources.
 
     Returns {"assets": {asset: entry}, "sources": {...}, "missing": [...]}. Each entry holds the data and
@@ -139,7 +131,7 @@ def upstream_chain(instance: dg.DagsterInstance, roots: dict[str, int | None], d
         entry = _describe(record)
         parents = _parents(record)
         entry.update({"asset": key, "materialized_at_iso": _iso(entry["materialized_at"]),
-                      "config": _effective_config(defs, key, runs.op_config(record.run_id, key)),
+                      "config": _effective_config(entry["metadata"], runs.op_config(record.run_id, key)),
                       "checks": _check_rows(runs.checks(record.run_id), key, record.storage_id),
                       "parents": sorted(parents), "read_by": [child] if child else []})
         if key == SOURCE_FILES_ASSET:
@@ -161,10 +153,9 @@ def upstream_chain(instance: dg.DagsterInstance, roots: dict[str, int | None], d
     return {"assets": dict(sorted(assets.items())), "sources": sources, "missing": sorted(missing - set(assets))}
 
 
-def audit_report(instance: dg.DagsterInstance, roots: dict[str, int | None], defs: dg.Definitions | None = None,
-                 label: str | None = None) -> dict:
+def audit_report(instance: dg.DagsterInstance, roots: dict[str, int | None], label: str | None = None) -> dict:
     """{"target": what was audited, "chain": upstream_chain(...)}; a release target also names its decision."""
-    chain = upstream_chain(instance, roots, defs)
+    chain = upstream_chain(instance, roots)
     target = {"label": label or ", ".join(roots), "roots": {k: e["storage_id"] for k, e in chain["assets"].items()
                                                             if k in roots}}
     if len(roots) == 1 and next(iter(roots)) in chain["assets"]:

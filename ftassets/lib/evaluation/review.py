@@ -41,6 +41,11 @@ def make_packet(test: list[dict], base_replies: dict[str, str], tuned_replies: d
     return rows, {"packet_id": packet_id, "tuned_model": tuned_key, "blind": blind, "pairs": key}
 
 
+def graded_file(reviews_dir: Path, packet_id: str) -> Path:
+    """Where a graded copy of packet `packet_id` is dropped (the human_review asset and its sensor look here)."""
+    return Path(reviews_dir) / f"{packet_id}.jsonl"
+
+
 def key_digest(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 

@@ -11,19 +11,20 @@ from pathlib import Path
 
 import yaml
 
+from ftassets.lib.core.catalog import file_name
 from ftassets.lib.core.files import sha256_file
 from ftassets.lib.core.generation import task_settings
 
 
 def decoding_policy(bundle: Path) -> dict:
-    return yaml.safe_load((Path(bundle) / "decoding_policy.yaml").read_text())
+    return yaml.safe_load((Path(bundle) / file_name("serving_bundle", "decoding_policy")).read_text())
 
 
 def merged_pipeline(bundle: Path):
     import torch
     from transformers import pipeline
 
-    pipe = pipeline("text-generation", model=str(Path(bundle) / "model"), device="cpu", trust_remote_code=False,
+    pipe = pipeline("text-generation", model=str(Path(bundle) / file_name("serving_bundle", "model")), device="cpu", trust_remote_code=False,
                     model_kwargs={"use_safetensors": True, "dtype": torch.float32})
     pipe.tokenizer.padding_side = "left"
     return pipe
@@ -52,7 +53,7 @@ def adapter_model(bundle: Path, base_dir: Path):
     """Base (verified by sha256 against adapters.json) with the bundle's adapter stack applied."""
     from ftassets.lib.core.models import adapter_model, weights_sha256
 
-    spec = json.loads((Path(bundle) / "adapters.json").read_text())
+    spec = json.loads((Path(bundle) / file_name("serving_bundle", "adapters")).read_text())
     found = weights_sha256(Path(base_dir))
     if found != spec["base_model"]["weights_sha256"]:
         raise ValueError(f"{base_dir}: base weights sha256 {found[:16]} is not the bundle's "

@@ -1,59 +1,15 @@
-"""Config checks both training recipes run before any training step: a bad setting fails in
-seconds with a message that names the field, not after minutes of training or with a stack trace
-from deep inside trl.
-
-`check_settings` needs nothing but the config (the Dagster assets call it before launching);
-`check_against_model` needs the base model's config and module names; `check_qlora_backend`
-proves bitsandbytes can quantize and de-quantize on this machine."""
+"""Checks a recipe runs before any training step, for what its settings object cannot know alone:
+the host (fp16 needs CUDA, packing needs flash-attn, QLoRA needs a working bitsandbytes backend) and
+the base model (context window, layer count, module names). A bad setting fails in seconds with a
+message that names the field, not after minutes of training or with a stack trace from inside trl.
+Range checks on the settings themselves are declared on `settings.py`'s models."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
-SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
-
-
-class RecipeConfigError(ValueError):
-    """A recipe setting that cannot work; the message starts with the field name."""
-
-
-def _fail(field: str, value, why: str):
-    raise RecipeConfigError(f"{field}={value!r}: {why}")
-
-
-def check_settings(cfg) -> None:
-    """Range checks on the fields a recipe config has (SFT and DPO share most of them)."""
-    fields = {f.name for f in dataclasses.fields(cfg)}
-    get = lambda name: getattr(cfg, name)  # noqa: E731
-    positive_int = ("lora_r", "micro_batch_size", "gradient_accumulation_steps", "eval_steps", "max_length",
-                    "logging_steps")
-    for name in positive_int:
-        if name in fields and (not isinstance(get(name), int) or get(name) < 1):
-            _fail(name, get(name), "must be an integer >= 1")
-    for name in ("lora_alpha", "learning_rate", "beta"):
-        if name in fields and not get(name) > 0:
-            _fail(name, get(name), "must be > 0")
-    if "lora_dropout" in fields and not 0 <= cfg.lora_dropout < 1:
-        _fail("lora_dropout", cfg.lora_dropout, "must be in [0, 1)")
-    if "warmup_ratio" in fields and not 0 <= cfg.warmup_ratio < 1:
-        _fail("warmup_ratio", cfg.warmup_ratio, "must be a share of the steps in [0, 1)")
-    if cfg.max_steps == 0 or cfg.max_steps < -1:
-        _fail("max_steps", cfg.max_steps, "must be -1 (use epochs) or >= 1")
-    if cfg.max_steps == -1 and not cfg.epochs > 0:
-        _fail("epochs", cfg.epochs, "must be > 0 when max_steps is -1")
-    if cfg.precision not in ("auto", "bf16", "fp16", "fp32"):
-        _fail("precision", cfg.precision, "must be auto, bf16, fp16 or fp32")
-    if cfg.lr_scheduler not in SCHEDULERS:
-        _fail("lr_scheduler", cfg.lr_scheduler, f"must be one of {', '.join(SCHEDULERS)}")
-    if not cfg.target_modules.strip() or any(not t.strip() for t in cfg.target_modules.split(",")):
-        _fail("target_modules", cfg.target_modules, "must be 'all-linear' or comma-separated module names")
-    if "lora_top_layers" in fields and (not isinstance(cfg.lora_top_layers, int) or cfg.lora_top_layers < 0):
-        _fail("lora_top_layers", cfg.lora_top_layers, "must be an integer >= 0 (0: adapters on every layer)")
-    if "early_stopping_patience" in fields and cfg.early_stopping_patience < 0:
-        _fail("early_stopping_patience", cfg.early_stopping_patience, "must be >= 0 (0 turns early stopping off)")
+from ftassets.lib.training.settings import fail as _fail
 
 
 def check_precision_device(precision: str) -> None:
@@ -63,15 +19,15 @@ def check_precision_device(precision: str) -> None:
         _fail("precision", precision, "fp16 with a loss scaler needs a CUDA device; use bf16 or fp32 on CPU")
 
 
-def check_against_model(cfg, model_dir: str) -> None:
+def check_against_model(settings, model_dir: str) -> None:
     """Sequence length within the model's context window (read from its config.json)."""
-    config = json.loads((Path(model_dir) / "config.json").read_text())
+    config = json.loads((Path(model_dir) / "config.json").read_text())  # transformers' model config
     context = config.get("max_position_embeddings")
-    if context and cfg.max_length > context:
-        _fail("max_length", cfg.max_length, f"above the base model's context window of {context} tokens")
+    if context and settings.max_length > context:
+        _fail("max_length", settings.max_length, f"above the base model's context window of {context} tokens")
     layers = config.get("num_hidden_layers")
-    if layers and getattr(cfg, "lora_top_layers", 0) > layers:
-        _fail("lora_top_layers", cfg.lora_top_layers, f"the base model has {layers} decoder layers")
+    if layers and settings.lora_top_layers > layers:
+        _fail("lora_top_layers", settings.lora_top_layers, f"the base model has {layers} decoder layers")
 
 
 def linear_layer_names(model) -> set[str]:

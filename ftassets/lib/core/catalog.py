@@ -1,0 +1,104 @@
+"""The artifact catalog: every file an asset writes, named once, with typed readers and writers.
+
+Assets, checks, the CLI, recipes, benchmarks and tests reach an artifact's files through here (by
+asset and role: `catalog.records("data_splits", "train")`), so renaming a file is one edit and a
+test can assert that no other module spells one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from ftassets.lib.core.files import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+
+# What trl / peft / transformers write into an adapter folder, and what a training recipe adds.
+ADAPTER = {"adapter_config": "adapter_config.json", "adapter_weights": "adapter_model.safetensors",
+           "summary": "training_summary.json"}
+MANIFEST, MODEL_CARD = "release_manifest.json", "README.md"
+REPORT, REPORT_MARKDOWN = "eval_report.json", "eval_report.md"
+
+# asset -> {role: file name inside the asset's folder}
+FILES: dict[str, dict[str, str]] = {
+    "base_model_record": {"record": "record.json"},
+    "base_model": {"snapshot": "ftassets_snapshot.json", "source": "ftassets_source.json"},  # + transformers' files
+    "eval_contract": {"contract": "contract.json"},
+    "validated_examples": {"sft": "sft.jsonl", "preference": "preference.jsonl", "quarantine": "quarantine.jsonl"},
+    "scrubbed_examples": {"sft": "sft.jsonl"},
+    "deduplicated_examples": {"sft": "sft.jsonl", "dropped": "dropped.jsonl", "clusters": "clusters.jsonl"},
+    "frozen_test_set": {"test": "test.jsonl"},
+    "gold_set": {"gold": "gold.jsonl"},
+    "redteam_set": {"redteam": "redteam.jsonl"},
+    "data_splits": {"train": "train.jsonl", "validation": "validation.jsonl", "contaminated": "contaminated.jsonl",
+                    "held_back": "held_back.jsonl"},
+    "preference_pairs": {"train": "train.jsonl", "validation": "validation.jsonl", "dropped": "dropped.jsonl",
+                         "held_back": "held_back.jsonl"},
+    "sft_adapter": dict(ADAPTER),
+    "dpo_adapter": {**ADAPTER, "stack": "adapter_stack.json"},
+    "merged_model": {"stack": "adapter_stack.json", "weights": "model.safetensors"},
+    "eval_report": {"report": REPORT, "markdown": REPORT_MARKDOWN},
+    "blind_review_packet": {"packet": "packet.jsonl", "key": "key.json"},
+    "human_review": {"review": "review.json"},
+    "release_decision": {"manifest": MANIFEST, "model_card": MODEL_CARD, "audit": "lineage_audit.json",
+                         "audit_markdown": "lineage_audit.md"},
+    # the bundle holds copies of the release's paper trail under the same names
+    "serving_bundle": {"model": "model", "model_weights": "model/model.safetensors", "adapters_dir": "adapters",
+                       "adapters": "adapters.json", "serving": "serving.json",
+                       "decoding_policy": "decoding_policy.yaml", "manifest": MANIFEST, "model_card": MODEL_CARD,
+                       "report": REPORT, "report_markdown": REPORT_MARKDOWN, "files": "bundle_files.json"},
+}
+# Folders that are not assets: run failure records, and training checkpoints (outside the staging folder,
+# so a killed run can resume).
+INCIDENTS, CHECKPOINTS = "incidents", ".checkpoints"
+CHECKPOINT_FINGERPRINT = "fingerprint.json"
+
+
+def file_name(asset: str, role: str) -> str:
+    """The file name (relative to the asset's folder) of one of an asset's files; a KeyError names both."""
+    try:
+        return FILES[asset][role]
+    except KeyError:
+        raise KeyError(f"the artifact catalog has no file {role!r} for asset {asset!r}") from None
+
+
+class Catalog:
+    """The artifact files under one artifacts folder."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def folder(self, asset: str) -> Path:
+        return self.root / asset
+
+    def path(self, asset: str, role: str) -> Path:
+        return self.folder(asset) / file_name(asset, role)
+
+    def checkpoints(self, asset: str) -> Path:
+        return self.root / CHECKPOINTS / asset
+
+    def incident(self, run_id: str) -> Path:
+        return self.root / INCIDENTS / f"{run_id}.json"
+
+    def records(self, asset: str, role: str) -> list[dict]:
+        return read_jsonl(self.path(asset, role))
+
+    def ids(self, asset: str, role: str) -> list[str]:
+        return [r["id"] for r in self.records(asset, role)]
+
+    def read_json(self, asset: str, role: str):
+        return json.loads(self.path(asset, role).read_text(encoding="utf-8"))
+
+    def write_records(self, asset: str, role: str, rows: Iterable[dict]) -> Path:
+        return write_jsonl_atomic(self.path(asset, role), rows)
+
+    def write_json(self, asset: str, role: str, data) -> Path:
+        return write_json_atomic(self.path(asset, role), data)
+
+    def write_text(self, asset: str, role: str, text: str) -> Path:
+        return write_text_atomic(self.path(asset, role), text)
+
+    def contract(self):
+        """The eval contract as `eval_contract` wrote it (typed, defaults filled in)."""
+        from ftassets.lib.core.contract import EvalContract
+
+        return EvalContract.model_validate_json(self.path("eval_contract", "contract").read_text(encoding="utf-8"))

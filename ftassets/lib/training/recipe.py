@@ -1,0 +1,150 @@
+"""The phases both training recipes go through, in order (torchtune's named recipe phases):
+
+    run = setup(settings, io, report)          host checks and settings, precision, seed
+    ... the recipe loads its policy and data ...
+    prepare(run, inputs)                        checkpoint folder and resume point
+    ... the recipe builds its trl trainer from trainer_args(run, has_eval) and callbacks(run) ...
+    outcome = train(run, trainer)               train (resuming), stop on divergence
+    summary = finish(run, trainer, tokenizer, outcome, ...)   adapter, summary, checkpoints removed
+
+SFT (`sft.py`) and DPO (`dpo.py`) differ only in what they load and which trainer they build; the
+checkpoint handling, the trl arguments they share and the summary are this one code."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Run:
+    settings: object  # SftSettings or DpoSettings
+    io: object  # RecipeIO
+    report: object
+    precision: str
+    host: dict
+    process: object = None
+    checkpoints: Path | None = None
+    resume_from: str | None = None
+    guard: object = None
+    extra_callbacks: list = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    result: object
+    wall_s: float
+    trainable: int
+    total: int
+
+
+def setup(settings, io, report, extra_callbacks=()) -> Run:
+    """Checks that need the host or the base model (fail in seconds, naming the field), the host
+    settings, the precision, the seed."""
+    from transformers import set_seed
+
+    from ftassets.lib.core.models import weights_files
+    from ftassets.lib.training.checks import (
+        check_against_model,
+        check_packing,
+        check_precision_device,
+        check_qlora_backend,
+    )
+    from ftassets.lib.training.host import host_settings, resolve_precision
+
+    host = host_settings(settings)
+    precision = resolve_precision(settings.precision)
+    check_precision_device(precision)
+    check_against_model(settings, io.base_model)
+    check_packing(getattr(settings, "packing", False))
+    if getattr(settings, "qlora", False):
+        check_qlora_backend()
+    weights_files(Path(io.base_model))  # safetensors only
+    set_seed(settings.seed)
+    return Run(settings, io, report, precision, host, extra_callbacks=list(extra_callbacks))
+
+
+def prepare(run: Run, inputs: dict[str, str | None]) -> None:
+    """Where checkpoints go and which one to resume from (`inputs` are hashed into the fingerprint)."""
+    from ftassets.lib.training.checkpoints import prepare_checkpoints
+
+    run.process, run.checkpoints, run.resume_from = prepare_checkpoints(run.settings, run.io, inputs, run.report)
+
+
+def trainer_args(run: Run, has_eval: bool) -> dict:
+    """The trl arguments both recipes share, from the settings object."""
+    import torch
+
+    s = run.settings
+    return dict(
+        output_dir=str(run.checkpoints), max_length=s.max_length,
+        per_device_train_batch_size=s.micro_batch_size, per_device_eval_batch_size=s.micro_batch_size,
+        gradient_accumulation_steps=s.gradient_accumulation_steps, learning_rate=s.learning_rate,
+        lr_scheduler_type=s.lr_scheduler, warmup_steps=s.warmup_ratio,  # a float < 1 is a ratio in transformers 5
+        num_train_epochs=s.epochs, max_steps=s.max_steps, seed=s.seed, data_seed=s.seed,
+        logging_steps=s.logging_steps, eval_strategy="steps" if has_eval else "no", eval_steps=s.eval_steps,
+        save_strategy="steps", save_steps=s.eval_steps, save_total_limit=2,
+        load_best_model_at_end=has_eval, metric_for_best_model="eval_loss", greater_is_better=False,
+        bf16=run.precision == "bf16", fp16=run.precision == "fp16", report_to="none", disable_tqdm=True,
+        dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=s.gradient_checkpointing)
+
+
+def callbacks(run: Run, has_eval: bool) -> list:
+    """Divergence guard, progress reporting, any extra callbacks, and early stopping on validation loss."""
+    from transformers import EarlyStoppingCallback
+
+    from ftassets.lib.training.callbacks import DivergenceGuard, ProgressReporter
+
+    run.guard = DivergenceGuard()
+    out = [run.guard, ProgressReporter(run.report), *run.extra_callbacks]
+    if has_eval and run.settings.early_stopping_patience > 0:
+        out.append(EarlyStoppingCallback(early_stopping_patience=run.settings.early_stopping_patience))
+    return out
+
+
+def train(run: Run, trainer, name: str) -> Outcome:
+    """Train, resuming from the checkpoint `prepare` chose; a divergence is an error that says where
+    the last good checkpoint is, and no adapter is written."""
+    from ftassets.lib.training.checkpoints import divergence_message
+    from ftassets.lib.training.lora import trainable_parameters
+
+    trainable, total = trainable_parameters(trainer.model)
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=run.resume_from)
+    wall = time.perf_counter() - started
+    if run.guard.reason:
+        raise RuntimeError(f"{name} {divergence_message(run.guard.reason, run.checkpoints)}")
+    return Outcome(result, wall, trainable, total)
+
+
+def finish(run: Run, trainer, tokenizer, outcome: Outcome, asset: str, extra_files: dict[str, dict] | None = None,
+           extra_summary: dict | None = None) -> dict:
+    """Save the adapter (and `extra_files`, by catalog role), write the training summary, then remove
+    the checkpoints: the adapter is the result, checkpoints only serve a resume."""
+    import shutil
+
+    from ftassets.lib.core.catalog import file_name
+    from ftassets.lib.core.files import write_json_atomic
+    from ftassets.lib.training.callbacks import summarize_history
+
+    out = Path(run.io.output_dir)
+    trainer.model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    for role, payload in (extra_files or {}).items():
+        write_json_atomic(out / file_name(asset, role), payload)
+    state = trainer.state
+    summary = {
+        "trainable_parameters": outcome.trainable, "total_parameters": outcome.total,
+        "trainable_percent": round(100.0 * outcome.trainable / outcome.total, 4),
+        "global_steps": state.global_step,
+        "stop_reason": "max_steps" if state.global_step >= state.max_steps else "early_stop",
+        "final_train_loss": round(outcome.result.training_loss, 5), "wall_time_s": round(outcome.wall_s, 2),
+        "precision": run.precision, **run.host, "resumed_from": run.resume_from,
+        "config": {**run.io.model_dump(), **run.settings.model_dump()}, **summarize_history(state.log_history),
+        **(extra_summary or {}),
+    }
+    write_json_atomic(out / file_name(asset, "summary"), summary)
+    shutil.rmtree(run.checkpoints, ignore_errors=True)
+    return summary
