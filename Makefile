@@ -1,6 +1,7 @@
 # ftassets: two commands do all the set-up on a fresh machine.
 #   make run   create .venv if missing, install everything, materialize the whole loop
-#   make test  create/update the same environment and run the test suite
+#   make test  create/update the same environment and run the test suite (every tier; what CI runs)
+#   make test-fast  unit + Dagster integration tests without the slow ones (a few minutes)
 #   make ui    dagster dev on 127.0.0.1 with this project loaded
 #   make bench every benchmark in benchmarks/, figures appended to benchmarks/RESULTS.md (~45 min)
 SHELL := /bin/bash
@@ -16,7 +17,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test ui install clean-artifacts postgres-server bench
+.PHONY: run test test-fast ui install clean-artifacts postgres-server bench
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -47,6 +48,9 @@ postgres-server:
 
 test: $(STAMP) postgres-server
 	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest ftassets_tests/unit ftassets_tests/dagster -m "not slow"
 
 ui: $(STAMP)
 	mkdir -p data/dagster_home

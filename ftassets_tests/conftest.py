@@ -54,6 +54,17 @@ socket.socket.connect = _guarded_connect
 socket.socket.connect_ex = _guarded_connect_ex
 
 
+TIERS = ("unit", "dagster", "e2e", "real_model")
+
+
+def pytest_collection_modifyitems(items):
+    """Each test carries its tier's marker, from the folder it lives in (`-m unit`, `-m dagster`, ...)."""
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer random-init Llama with the embedded base model's tokenizer (seconds, not minutes)."""

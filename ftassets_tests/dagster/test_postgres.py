@@ -64,6 +64,7 @@ def postgres():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow  # starts its own PostgreSQL server
 def test_curation_and_audit_on_postgres(postgres, tmp_path, tiny_model_dir, monkeypatch, capsys):
     for key, value in postgres.items():
         monkeypatch.setenv(key, value)

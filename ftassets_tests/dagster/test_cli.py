@@ -5,7 +5,7 @@ import yaml
 from ftassets import cli
 from ftassets.definitions import defs
 
-from .conftest import REPO
+from ftassets_tests.conftest import REPO
 
 
 def test_run_config_is_cut_to_the_selected_assets():

@@ -14,6 +14,7 @@ import pytest
 from ftassets.lib.core.catalog import CHECKPOINT_FINGERPRINT, file_name
 from ftassets.lib.training import sft as train_sft
 from ftassets.lib.training.settings import DpoSettings, RecipeConfigError, RecipeIO, SftSettings
+from ftassets_tests.conftest import REPO
 
 TRIAGE = ('Triage this incident. Reply with JSON only, with the keys "severity" (a number: the higher, the more '
           'urgent), "component" (database, auth, network, storage, billing or ci) and "needs_oncall" (true or false).')
@@ -173,7 +174,7 @@ def test_checkpoints_of_a_different_run_are_not_resumed(tmp_path):
 def test_the_same_recipe_runs_data_parallel_under_accelerate(recipe_cfg, tmp_path):
     """Two CPU processes (gloo) through `accelerate launch`, unchanged recipe: the steps are shared
     out (each process takes half of every global batch), rank 0 alone writes the adapter."""
-    config = Path(__file__).resolve().parents[1] / "ftassets/launch_configs/cpu_2proc.yaml"
+    config = REPO / "ftassets/launch_configs/cpu_2proc.yaml"
     cfg = recipe_cfg(output_dir=str(tmp_path / "ddp"), max_steps=6, eval_steps=3)
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)] + \
         _recipe_command(cfg)[1:]
