@@ -14,17 +14,9 @@ last-name lists of every locale the Faker package ships (MIT; ~31k first and ~29
   the ticket", "Summer traffic", "Page the on-call", but not "Grant access", "Bill the customer",
   "Hope is not a plan": those get scrubbed as names.
 
-Measured on synth_dataset_v2 (benchmarks/pii_recall.py --name-lists): PERSON recall 0.64 -> 0.82,
-precision 0.70 -> 0.65 (its extra false positives are mostly organisation names made of surnames,
-"Glover, Ruiz and Armstrong", and street or place names). The dataset's own names were drawn from
-lists like Faker's, so real-world recall gains will be smaller. On the 516 bundled sample records it
-adds 42 PERSON findings: real names the NER model let through ("Lucas Fischer", "Lucas Tanaka",
-"Lucas Novak"), and words from the replay data's stories ("Zelda", "Comfort", "Red Queen", "Little
-Red Riding Hood"). On by default (scrub config `name_lists`), since 2026-11-29: on the bundled data
-it changes 10 training records, 6 of them replay stories; `make run` then releases with task success
-0.82 and gold 0.675 (vs 0.71 and 0.55 without it), and forgetting on the 120-item probe 0.542 ->
-0.500 (4.2 points, under the 5-point bar). On the first 40 of those items, the whole probe until
-then, it lost 4 (0.60 -> 0.50), which that probe's gate counted as forgetting (see README)."""
+Recall and precision on synth_dataset_v2, and what it changes on the bundled data and the release, are
+in docs/figures.md (`benchmarks/pii_recall.py` re-measures them). On by default (scrub config
+`name_lists`)."""
 
 from __future__ import annotations
 

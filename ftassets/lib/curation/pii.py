@@ -65,10 +65,8 @@ def _lowercase_lemmas(nlp) -> None:
     no "phone"): our own context lists use stems for those ("phon"); Presidio's built-in lists
     lose them ("securities" no longer counts as "security" for US_SSN). One gain: "calling" and
     "called" now count as "call", which Presidio skipped before because the lemma "call" is a
-    spaCy stop word (bare "call" still is). Without the two components scrubbing runs 1.19x faster
-    (median of 4 alternating rounds over the 1,500 texts of synth_dataset_v2); the output for those
-    texts and for every text of the bundled data, name lists on or off, is the same.
-    names.py reads the tagger's tags, not the ruler's part-of-speech."""
+    spaCy stop word (bare "call" still is). Faster, with the same output on the measured data
+    (docs/figures.md). names.py reads the tagger's tags, not the ruler's part-of-speech."""
     from spacy.language import Language
 
     if not Language.has_factory(LOWERCASE_LEMMAS):
@@ -115,10 +113,7 @@ class PiiScrubber:
             "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": spacy_model}],
         }).create_engine()
         # Nothing here reads the dependency parse (Presidio uses entities and lemmas, names.py the tags;
-        # NER has its own tok2vec), so the parser is off: scrubbing runs 1.18x faster (319 vs 270
-        # texts/s on synth_dataset_v2). NER keeps to the parser's sentence boundaries, so a few
-        # entities change: GPE recall 0.445 -> 0.443, PERSON precision (with name lists) 0.655 -> 0.654;
-        # PERSON recall, and every pattern entity, unchanged.
+        # NER has its own tok2vec), so the parser is off: faster, a few entities change (docs/figures.md).
         for nlp in nlp_engine.nlp.values():
             if "parser" in nlp.pipe_names:
                 nlp.disable_pipe("parser")
