@@ -9,10 +9,7 @@ import dagster as dg
 from ftassets.defs.platform.metadata import upstream_versions
 from ftassets.defs.platform.resources import ArtifactStore
 from ftassets.lib.core.contract import EvalContract
-from ftassets.lib.core.files import (
-    sha256_file,
-    sha256_json,
-)
+from ftassets.lib.core.files import sha256_file, sha256_json
 from ftassets.lib.core.models import adapter_model, load_model, load_tokenizer
 from ftassets.lib.core.plots import loss_curves_png, markdown_image
 from ftassets.lib.evaluation import evaluate as ev

@@ -16,12 +16,7 @@ from ftassets.defs.platform.metadata import package_versions
 from ftassets.defs.platform.resources import ArtifactStore
 from ftassets.lib.core.catalog import file_name
 from ftassets.lib.core.contract import EvalContract
-from ftassets.lib.core.files import (
-    atomic_directory,
-    sha256_file,
-    sha256_json,
-    write_json_atomic,
-)
+from ftassets.lib.core.files import atomic_directory, sha256_file, sha256_json, write_json_atomic
 from ftassets.lib.core.models import weights_sha256
 from ftassets.lib.evaluation import report as report_lib
 from ftassets.lib.release import audit as audit_lib

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from ftassets.lib.core.contract import EvalContract
 from ftassets.lib.core.files import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
 
 # What trl / peft / transformers write into an adapter folder, and what a training recipe adds.
@@ -97,8 +98,6 @@ class Catalog:
     def write_text(self, asset: str, role: str, text: str) -> Path:
         return write_text_atomic(self.path(asset, role), text)
 
-    def contract(self):
+    def contract(self) -> EvalContract:
         """The eval contract as `eval_contract` wrote it (typed, defaults filled in)."""
-        from ftassets.lib.core.contract import EvalContract
-
         return EvalContract.model_validate_json(self.path("eval_contract", "contract").read_text(encoding="utf-8"))

@@ -11,18 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ftassets.lib.curation.formats import (
-    MAX_LINE_BYTES,
-    PREFERENCE_FORMATS,
-    SFT_FORMATS,
-    Source,
-    detect_format,
-    iter_raw_items,
-    origin_file,
-    read_meta_sidecar,
-    to_messages,
-    to_preference,
-)
+from ftassets.lib.curation.formats import (MAX_LINE_BYTES, PREFERENCE_FORMATS, SFT_FORMATS, Source, detect_format,
+                                           iter_raw_items, origin_file, read_meta_sidecar, to_messages, to_preference)
 
 KNOWN_ROLES = {"system", "user", "assistant"}
 PARSE_DETAILS = {"line_too_large": f"line longer than {MAX_LINE_BYTES} bytes, not parsed",

@@ -10,13 +10,8 @@ from dataclasses import dataclass, field
 
 from ftassets.lib.core.generation import generate_by_task
 from ftassets.lib.evaluation import forgetting, toxicity
-from ftassets.lib.evaluation.metrics import (
-    aggregate_task_scores,
-    gold_item_passes,
-    is_refusal,
-    score_item,
-    triage_field_scores,
-)
+from ftassets.lib.evaluation.metrics import (aggregate_task_scores, gold_item_passes, is_refusal, score_item,
+                                             triage_field_scores)
 from ftassets.lib.evaluation.perplexity import perplexity
 
 
