@@ -212,11 +212,12 @@ def serving_bundle(config: ServingConfig, store: ArtifactStore) -> dg.Materializ
                             "answers the evaluated model gave (>= 90% identical, greedy).")
 def bundle_answers_golden_prompts(store: ArtifactStore) -> dg.AssetCheckResult:
     from ftassets.lib.core.models import load_tokenizer
-    from ftassets.lib.evaluation.metrics import gold_item_passes
+    from ftassets.lib.evaluation.scoring import gold_item_passes, schema_tasks
 
     bundle = store.artifact("serving_bundle")
     manifest = store.read_json("serving_bundle", "manifest")
-    bar = EvalContract.model_validate(manifest["contract"]).thresholds.get("gold_pass_rate_min", 0.0)
+    contract = EvalContract.model_validate(manifest["contract"])
+    bar, schemas = contract.thresholds.get("gold_pass_rate_min", 0.0), schema_tasks(contract.tasks)
     evaluated = {g["id"]: g["reply"] for g in store.read_json("serving_bundle", "report")[
         "models"][manifest["tuned_model"]]["gold_items"]}
     policy = serving.decoding_policy(bundle)
@@ -226,7 +227,7 @@ def bundle_answers_golden_prompts(store: ArtifactStore) -> dg.AssetCheckResult:
                "peft_adapter": serving.model_answers(serving.adapter_model(bundle, store.artifact("base_model")),
                                                      load_tokenizer(store.path("serving_bundle", "model")), items,
                                                      policy)}
-    rates = {way: round(sum(gold_item_passes(g["rules"], a)[0] for g, a in zip(gold, replies)) / len(gold), 4)
+    rates = {way: round(sum(gold_item_passes(g["rules"], a, schemas)[0] for g, a in zip(gold, replies)) / len(gold), 4)
              for way, replies in answers.items()}
     same = {way: round(sum(evaluated.get(g["id"]) == a for g, a in zip(gold, replies)) / len(gold), 4)
             for way, replies in answers.items()}

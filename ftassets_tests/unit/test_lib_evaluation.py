@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ftassets.lib.evaluation import forgetting, metrics, review, toxicity
+from ftassets.lib.evaluation import forgetting, review, toxicity
 from ftassets.lib.evaluation.perplexity import perplexity
 from ftassets_tests.conftest import DATA
 
@@ -39,18 +39,6 @@ def test_toxicity_measure_separates_abuse_from_support_replies():
     assert toxicity.summarize(clean)["toxic_rate"] == 0.0
     result = toxicity.summarize(clean + abusive)
     assert result["toxic_rate"] == 0.5 and result["n"] == 4 and result["max_score"] > 0.9
-
-
-def test_triage_classification_scores_count_invalid_replies_as_misses():
-    ref = '{"severity": 2, "component": "ci", "needs_oncall": false}'
-    pairs = [('{"severity": 2, "component": "ci", "needs_oncall": false}', ref),
-             ('{"severity": 3, "component": "ci", "needs_oncall": false}', ref),
-             ("not json", '{"severity": 4, "component": "auth", "needs_oncall": true}')]
-    scores = metrics.triage_field_scores(pairs)
-    assert scores["severity"]["accuracy"] == pytest.approx(1 / 3, abs=1e-3)
-    assert scores["component"]["accuracy"] == pytest.approx(2 / 3, abs=1e-3)
-    assert scores["component"]["macro_f1"] == pytest.approx((1.0 + 0.0) / 2)  # ci: F1 1.0; auth missed: 0.0
-    assert metrics.macro_f1([1, 1, 2], [1, 2, 2]) == pytest.approx((2 / 3 + 2 / 3) / 2, abs=1e-3)
 
 
 def test_forgetting_drop_counts_only_beyond_threshold_and_twice_the_paired_stderr():

@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 
 from ftassets.lib.core import contract
@@ -126,7 +128,7 @@ def test_decoding_policy_file_is_validated_with_its_location(tmp_path):
     c = contract.load_contract(DATA / "governance/eval_contract.yaml")
     assert c.decoding["incident_triage"]["temperature"] == 0.0 and c.decoding["ticket_summary"]["temperature"] > 0
     policy = tmp_path / "governance/decoding_policy.yaml"
-    policy.parent.mkdir()
+    shutil.copytree(DATA / "governance/schemas", tmp_path / "governance/schemas")  # the tasks' schema files
     path = policy.parent / "eval_contract.yaml"
     path.write_text((DATA / "governance/eval_contract.yaml").read_text())
     policy.write_text("default: {max_new_tokens: 40}\nticket_summary: {temperature: 5}\n")

@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ftassets.lib.core.errors import GovernanceError
 from ftassets.lib.core.files import load_yaml
+from ftassets.lib.core.tasks import TaskSpec, load_tasks
 
 # metric -> (direction, lower bound, upper bound, what it measures on the report)
 THRESHOLDS = {
     "task_success_min": ("min", 0.0, 1.0, "tuned task success on the frozen test set"),
     "task_success_gain_min": ("min", 0.0, 1.0, "tuned task success minus base task success"),
-    "schema_validity_min": ("min", 0.0, 1.0, "tuned JSON schema validity on structured items"),
+    "schema_validity_min": ("min", 0.0, 1.0, "tuned JSON schema validity on items of json_schema tasks"),
     "gold_pass_rate_min": ("min", 0.0, 1.0, "tuned gold-set pass rate"),
     "refusal_regression_max": ("max", 0.0, 1.0, "base refusal rate minus tuned, on refuse-expected prompts"),
     "over_refusal_regression_max": ("max", 0.0, 1.0, "tuned over-refusal minus base, on benign prompts"),
@@ -38,7 +39,7 @@ MODEL_KEYS = {"base_model", "sft_adapter", "dpo_adapter", "merged_model"}
 DECODING_KEYS = {"max_new_tokens", "temperature"}
 
 
-KEYS = {"version", "models", "tuned_model", "thresholds", "release_rule", "decoding_policy", "forgetting",
+KEYS = {"version", "models", "tuned_model", "tasks", "thresholds", "release_rule", "decoding_policy", "forgetting",
         "human_review", "parity"}
 
 
@@ -73,6 +74,7 @@ class EvalContract(_Frozen):
     version: int | str
     models: tuple[str, ...]
     tuned_model: str
+    tasks: dict[str, TaskSpec]  # how each task of the data is scored (lib/core/tasks.py)
     release_rule: str
     thresholds: dict[str, int | float]
     decoding_policy: str  # the policy file, relative to the data dir
@@ -102,7 +104,7 @@ def load_contract(path: Path, data_dir: Path | None = None,
     unknown = sorted(set(data) - KEYS)
     if unknown:
         raise GovernanceError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(KEYS))})")
-    for key in ("version", "models", "tuned_model", "thresholds", "release_rule", "decoding_policy"):
+    for key in ("version", "models", "tuned_model", "tasks", "thresholds", "release_rule", "decoding_policy"):
         if key not in data:
             raise GovernanceError(f"{where}: missing required key '{key}'")
     models = data["models"]
@@ -121,6 +123,10 @@ def load_contract(path: Path, data_dir: Path | None = None,
             "merged_model" in models and {"sft_adapter", "dpo_adapter"} & set(models)):
         raise GovernanceError(f"{where}: thresholds.adapter_merged_task_gap_max needs merged_model and an adapter "
                               f"(sft_adapter or dpo_adapter) in models, got {models}")
+    tasks = load_tasks(data["tasks"], where, data_dir)
+    if "schema_validity_min" in thresholds and not any(t.schema_metric() for t in tasks.values()):
+        raise GovernanceError(f"{where}: thresholds.schema_validity_min needs a task with a json_schema metric "
+                              f"(declared tasks: {sorted(tasks)})")
     if data["release_rule"] not in RELEASE_RULES:
         raise GovernanceError(f"{where}: release_rule {data['release_rule']!r} unknown (known: {sorted(RELEASE_RULES)})")
     policy_path = data_dir / str(data["decoding_policy"])
@@ -145,7 +151,7 @@ def load_contract(path: Path, data_dir: Path | None = None,
         raise GovernanceError(f"{where}: parity.max_logit_diff out of range (0, 10)")
     benchmark_files = resolve_benchmarks(benchmarks, lambda rel: data_dir / rel, digest)
     return EvalContract(
-        version=data["version"], models=tuple(models), tuned_model=data["tuned_model"],
+        version=data["version"], models=tuple(models), tuned_model=data["tuned_model"], tasks=tasks,
         release_rule=data["release_rule"], thresholds=dict(thresholds), decoding_policy=str(data["decoding_policy"]),
         decoding=decoding, decoding_policy_sha256=digest(policy_path),
         forgetting=_section(Forgetting, "forgetting", forgetting, where),

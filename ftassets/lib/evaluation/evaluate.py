@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ftassets.lib.core.generation import generate_by_task
+from ftassets.lib.core.tasks import TaskSpec
 from ftassets.lib.evaluation import forgetting, toxicity
-from ftassets.lib.evaluation.metrics import (aggregate_task_scores, gold_item_passes, is_refusal, score_item,
-                                             triage_field_scores)
+from ftassets.lib.evaluation.metrics import aggregate_task_scores, is_refusal
 from ftassets.lib.evaluation.perplexity import perplexity
+from ftassets.lib.evaluation.scoring import gold_item_passes, schema_tasks, score_item, task_details
 
 
 def test_items(records: list[dict]) -> list[dict]:
@@ -35,7 +36,7 @@ class EvalInputs:
         return test_items(self.test_records)
 
 
-def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict) -> dict:
+def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict, tasks: dict[str, TaskSpec]) -> dict:
     """Task metrics, gold rules, safety (refusal, over-refusal, toxicity), perplexity on the
     assistant turns, and forgetting benchmarks, for one model."""
     test = inputs.test
@@ -47,14 +48,15 @@ def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict) -> dict
     gold_replies = generated[len(test):len(test) + len(inputs.gold)]
     rt_replies = generated[len(test) + len(inputs.gold):]
     scored = [{"id": t["id"], "task": t["task"], "reply": reply,
-               "scores": score_item(t["task"], reply, t["reference"])} for t, reply in zip(test, replies)]
+               "scores": score_item(tasks[t["task"]], reply, t["reference"])} for t, reply in zip(test, replies)]
     test_scores = aggregate_task_scores(scored)
-    triage = [(r, t["reference"]) for t, r in zip(test, replies) if t["task"] == "incident_triage"]
-    if triage:
-        test_scores["per_task"]["incident_triage"]["fields"] = triage_field_scores(triage)
+    for name, scores in test_scores["per_task"].items():  # per-field and per-label views, as declared
+        scores.update(task_details(tasks[name], [(r, t["reference"]) for t, r in zip(test, replies)
+                                                 if t["task"] == name]))
+    schemas = schema_tasks(tasks)
     gold_rows = []
     for g, reply in zip(inputs.gold, gold_replies):
-        passed, failed = gold_item_passes(g["rules"], reply)
+        passed, failed = gold_item_passes(g["rules"], reply, schemas)
         gold_rows.append({"id": g["id"], "task": g["task"], "passed": passed, "failed_rules": failed, "reply": reply})
     refuse = [is_refusal(x) for r, x in zip(inputs.redteam, rt_replies) if r["expect"] == "refuse"]
     benign = [is_refusal(x) for r, x in zip(inputs.redteam, rt_replies) if r["expect"] == "comply"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from ftassets.lib.core.plots import markdown_image
 
 HEADLINE = [("task success (test)", lambda m: m["test"]["task_success"]),
-            ("schema validity (triage)", lambda m: m["test"]["schema_validity"]),
+            ("schema validity (json_schema tasks)", lambda m: m["test"]["schema_validity"]),
             ("gold pass rate", lambda m: m["gold"]["pass_rate"]),
             ("refusal rate (refuse expected)", lambda m: m["safety"]["refusal_rate"]),
             ("over-refusal (benign)", lambda m: m["safety"]["over_refusal_rate"]),
@@ -17,12 +17,16 @@ def _rows(report: dict) -> list[tuple[str, object]]:
     rows = list(HEADLINE)
     tasks = sorted({t for m in report["models"].values() for t in m["test"]["per_task"]})
     for task in tasks:
+        views = [m["test"]["per_task"].get(task, {}) for m in report["models"].values()]
         rows.append((f"{task} success", lambda m, t=task: m["test"]["per_task"].get(t, {}).get("success")))
-        if task == "ticket_summary":
-            rows.append(("ticket_summary ROUGE-L", lambda m: m["test"]["per_task"].get("ticket_summary", {}).get("rouge_l")))
-    for field in ("severity", "component", "needs_oncall"):
-        rows.append((f"triage {field} macro-F1", lambda m, f=field: m["test"]["per_task"].get(
-            "incident_triage", {}).get("fields", {}).get(f, {}).get("macro_f1")))
+        if any("rouge_l" in v for v in views):
+            rows.append((f"{task} ROUGE-L", lambda m, t=task: m["test"]["per_task"].get(t, {}).get("rouge_l")))
+        for field in sorted({f for v in views for f in v.get("fields", {})}):
+            rows.append((f"{task} {field} macro-F1", lambda m, t=task, f=field: m["test"]["per_task"].get(
+                t, {}).get("fields", {}).get(f, {}).get("macro_f1")))
+        if any("classification" in v for v in views):
+            rows.append((f"{task} macro-F1", lambda m, t=task: m["test"]["per_task"].get(t, {}).get(
+                "classification", {}).get("macro_f1")))
     splits = sorted({s for m in report["models"].values() for s in m.get("perplexity", {})})
     for split in splits:
         rows.append((f"perplexity ({split}, assistant tokens)",
