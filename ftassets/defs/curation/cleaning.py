@@ -85,7 +85,7 @@ def validated_examples(context: dg.AssetExecutionContext, store: ArtifactStore,
         "sources": dg.MetadataValue.json({s.name: {"license": s.license, "kind": s.kind, "files": len(s.files),
                                                    "do_not_train": s.do_not_train} for s in sources}),
         "input_versions": dg.MetadataValue.json(inputs),
-        "quarantine_path": dg.MetadataValue.path(str(quarantine)), "config": dg.MetadataValue.json(curation.settings()),
+        "quarantine_path": dg.MetadataValue.path(str(quarantine)), "config": dg.MetadataValue.json(curation.model_dump()),
     }, data_version=dg.DataVersion(sha256_bytes(json.dumps(inputs, sort_keys=True).encode()
                                                 + sha256_file(sft_path).encode())[:32]))
 

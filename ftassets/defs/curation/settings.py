@@ -77,9 +77,3 @@ class CurationSettings(dg.ConfigurableResource):
     scrub: ScrubConfig = Field(default_factory=ScrubConfig, description="PII scrubbing (training data and gold set)")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact and near-duplicate removal")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Frozen test set and train/validation split")
-
-    def settings(self) -> dict:
-        """The effective settings, as recorded in each curation asset's metadata."""
-        return {"raw_dir": self.raw_dir, "policy_file": self.policy_file, "max_tokens": self.max_tokens,
-                "gold_file": self.gold_file, "redteam_file": self.redteam_file,
-                "scrub": self.scrub.model_dump(), "dedup": self.dedup.model_dump(), "split": self.split.model_dump()}

@@ -102,7 +102,7 @@ def preference_pairs(store: ArtifactStore, pii: PiiEngine, curation: CurationSet
         "held_back_test_hints": len(parts["held_back"]),
         "dropped_reasons": dg.MetadataValue.json(dict(Counter(d["reason"] for d in duplicates + contaminated))),
         **scrub_summary(report), "path": dg.MetadataValue.path(str(store.artifact("preference_pairs"))),
-        "config": dg.MetadataValue.json(curation.settings())}, data_version=version)
+        "config": dg.MetadataValue.json(curation.model_dump())}, data_version=version)
 
 
 @dg.asset_check(asset=preference_pairs, blocking=True,

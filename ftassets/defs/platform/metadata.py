@@ -50,10 +50,6 @@ def write_splits(catalog: Catalog, asset: str, files: dict[str, list[dict]]) -> 
     return dg.DataVersion(digest[:32])
 
 
-def path_meta(path: Path) -> dg.MetadataValue:
-    return dg.MetadataValue.path(str(path))
-
-
 # Conservation: every record that enters a stage leaves it exactly once, kept or with a reason.
 
 def partition_check(whole: list, parts: dict[str, list]) -> dg.AssetCheckResult:
