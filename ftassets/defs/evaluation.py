@@ -15,7 +15,7 @@ from ftassets.lib.core.plots import loss_curves_png, markdown_image
 from ftassets.lib.evaluation import evaluate as ev
 from ftassets.lib.evaluation import report as report_lib
 from ftassets.lib.evaluation import review, toxicity
-from ftassets.lib.evaluation.scoring import check_declared
+from ftassets.lib.core.scoring import check_declared
 
 GROUP = "evaluation"
 EVAL_INPUTS = ["base_model", "sft_adapter", "dpo_adapter", "merged_model", "frozen_test_set", "gold_set",
@@ -55,12 +55,15 @@ def _loss_plots(store: ArtifactStore) -> list[str]:
 def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.MaterializeResult:
     contract = store.contract()
     inputs = _eval_inputs(store, contract)
-    check_declared(contract.tasks, {r["meta"]["task"] for r in inputs.test_records}, inputs.gold)
+    data_tasks = {r.get("meta", {}).get("task") for split in ("train", "validation")
+                  for r in store.records("data_splits", split)}
+    check_declared(contract.tasks, {r["meta"]["task"] for r in inputs.test_records}, inputs.gold, data_tasks)
     tokenizer = load_tokenizer(store.artifact("base_model"))
     results, timings = {}, {}
     for key in contract.models:
         started = time.perf_counter()
-        results[key] = ev.evaluate_model(_load_compared(store, key), tokenizer, inputs, contract.decoding, contract.tasks)
+        results[key] = ev.evaluate_model(_load_compared(store, key), tokenizer, inputs, contract.decoding, contract.tasks,
+                                          contract.task_success_average)
         timings[key] = round(time.perf_counter() - started, 1)
         context.log.info(f"evaluated {key}: task_success={results[key]['test']['task_success']} "
                          f"gold={results[key]['gold']['pass_rate']} in {timings[key]}s")

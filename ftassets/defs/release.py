@@ -212,7 +212,7 @@ def serving_bundle(config: ServingConfig, store: ArtifactStore) -> dg.Materializ
                             "answers the evaluated model gave (>= 90% identical, greedy).")
 def bundle_answers_golden_prompts(store: ArtifactStore) -> dg.AssetCheckResult:
     from ftassets.lib.core.models import load_tokenizer
-    from ftassets.lib.evaluation.scoring import gold_item_passes, schema_tasks
+    from ftassets.lib.core.scoring import gold_item_passes, schema_tasks
 
     bundle = store.artifact("serving_bundle")
     manifest = store.read_json("serving_bundle", "manifest")

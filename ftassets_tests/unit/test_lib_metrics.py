@@ -8,7 +8,7 @@ import pytest
 from ftassets.lib.core import contract as contract_lib
 from ftassets.lib.core.errors import GovernanceError
 from ftassets.lib.core.tasks import KINDS, TaskSpec, load_tasks
-from ftassets.lib.evaluation import metrics, scoring
+from ftassets.lib.core import metrics, scoring
 from ftassets_tests.conftest import DATA
 
 TRIAGE = load_tasks({"triage": {"metrics": [{"kind": "json_schema", "fields": ["severity", "component", "needs_oncall"],
@@ -83,6 +83,41 @@ def test_python_metric_and_a_failing_metric_marks_only_the_item():
     assert agg["per_task"]["t"]["metric_errors"] == 1 and agg["task_success"] == 1.0
 
 
+def test_bleu_chrf_and_a_slow_or_wrong_python_metric():
+    def scores(spec, prediction, reference):
+        return scoring.score_item(task(spec), prediction, reference)
+
+    ref = "Restart the ingest pod and check the queue depth."
+    assert scores({"kind": "bleu", "min": 99}, ref, ref)["success"]
+    assert scores({"kind": "chrf", "min": 99}, ref, ref)["chrf"] == pytest.approx(100.0)
+    far = scores({"kind": "chrf", "min": 50}, "Bananas are yellow.", ref)
+    assert not far["success"] and far["chrf"] < 50
+    slow = {"kind": "python", "function": "ftassets_tests.metric_functions:sleepy", "timeout_s": 0.2}
+    assert scores(slow, "0", "")["success"]
+    timed_out = scores(slow, "3", "")
+    assert not timed_out["success"] and "took longer than 0.2s" in timed_out["errors"][0]
+    import threading  # off the main thread (no signals there) the call is abandoned, the item still fails
+
+    found = {}
+    worker = threading.Thread(target=lambda: found.update(scores(slow, "3", "")))
+    worker.start()
+    worker.join(5)
+    assert not found["success"] and "took longer than 0.2s" in found["errors"][0]
+    wrong = scores({"kind": "python", "function": "ftassets_tests.metric_functions:text_result"}, "a", "a")
+    assert not wrong["success"] and "returned str, not a bool, number or dict" in wrong["errors"][0]
+
+
+def test_overall_task_success_is_weighted_as_declared():
+    items = ([{"task": "big", "scores": {"success": True}}] * 9 + [{"task": "big", "scores": {"success": False}}]
+             + [{"task": "small", "scores": {"success": False}}])
+    assert metrics.aggregate_task_scores(items)["task_success"] == pytest.approx(9 / 11, abs=1e-4)
+    by_task = metrics.aggregate_task_scores(items, {}, "tasks")
+    assert by_task["task_success"] == pytest.approx((0.9 + 0.0) / 2)
+    weighted = metrics.aggregate_task_scores(items, {"small": 3.0}, "tasks")
+    assert weighted["task_success"] == pytest.approx((0.9 + 3 * 0.0) / 4)
+    assert metrics.aggregate_task_scores(items, {"small": 10.0})["task_success"] == pytest.approx(9 / 20)
+
+
 def test_field_scores_count_invalid_replies_as_misses():
     ref = '{"severity": 2, "component": "ci", "needs_oncall": false}'
     pairs = [('{"severity": 2, "component": "ci", "needs_oncall": false}', ref),
@@ -108,6 +143,9 @@ def test_gold_rules_name_a_declared_schema_task():
         scoring.check_declared({"triage": TRIAGE}, {"triage"}, [{"id": "g1", "rules": {"schema": "tickets"}}])
     with pytest.raises(GovernanceError, match=r"the frozen test set has task\(s\) \['qa'\] that tasks: does not declare"):
         scoring.check_declared({"triage": TRIAGE}, {"triage", "qa"}, [])
+    with pytest.raises(GovernanceError, match=r"declared task\(s\) \['triag'\] have no examples in the curated data"):
+        scoring.check_declared({"triage": TRIAGE, "triag": TRIAGE}, {"triage"}, [], {"triage", "replay"})
+    scoring.check_declared({"triage": TRIAGE, "replay": TRIAGE}, {"triage"}, [], {"replay"})  # train-only task: fine
 
 
 def test_bad_task_declarations_are_located_errors(tmp_path):
@@ -122,6 +160,8 @@ def test_bad_task_declarations_are_located_errors(tmp_path):
         ({"t": {"metrics": [{"kind": "json_schema", "schema": "bad_schema.json"}]}}, r"bad_schema.json is not a valid JSON Schema"),
         ({"t": {"metrics": [{"kind": "regex", "pattern": "("}]}}, r"pattern '\(' is not a regular expression"),
         ({"t": {"metrics": [{"kind": "python", "function": "no_such_module:f"}]}}, r"cannot load no_such_module:f"),
+        ({"t": {"metrics": [{"kind": "bleu", "min": 101}]}}, r"tasks.t.metrics.0.bleu.min"),
+        ({"t": {"metrics": [{"kind": "exact_match"}], "weight": 0}}, r"tasks.t.weight: Input should be greater than 0"),
         ({}, r"tasks must map each task name"),
     ]
     for raw, message in cases:

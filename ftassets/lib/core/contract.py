@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ftassets.lib.core.errors import GovernanceError
@@ -39,7 +41,7 @@ MODEL_KEYS = {"base_model", "sft_adapter", "dpo_adapter", "merged_model"}
 DECODING_KEYS = {"max_new_tokens", "temperature"}
 
 
-KEYS = {"version", "models", "tuned_model", "tasks", "thresholds", "release_rule", "decoding_policy", "forgetting",
+KEYS = {"version", "models", "tuned_model", "tasks", "task_success_average", "thresholds", "release_rule", "decoding_policy", "forgetting",
         "human_review", "parity"}
 
 
@@ -75,6 +77,7 @@ class EvalContract(_Frozen):
     models: tuple[str, ...]
     tuned_model: str
     tasks: dict[str, TaskSpec]  # how each task of the data is scored (lib/core/tasks.py)
+    task_success_average: Literal["items", "tasks"] = "items"  # overall task success: by item or by task, weighted
     release_rule: str
     thresholds: dict[str, int | float]
     decoding_policy: str  # the policy file, relative to the data dir
@@ -127,6 +130,9 @@ def load_contract(path: Path, data_dir: Path | None = None,
     if "schema_validity_min" in thresholds and not any(t.schema_metric() for t in tasks.values()):
         raise GovernanceError(f"{where}: thresholds.schema_validity_min needs a task with a json_schema metric "
                               f"(declared tasks: {sorted(tasks)})")
+    average = data.get("task_success_average", "items")
+    if average not in ("items", "tasks"):
+        raise GovernanceError(f"{where}: task_success_average must be items or tasks, got {average!r}")
     if data["release_rule"] not in RELEASE_RULES:
         raise GovernanceError(f"{where}: release_rule {data['release_rule']!r} unknown (known: {sorted(RELEASE_RULES)})")
     policy_path = data_dir / str(data["decoding_policy"])
@@ -152,7 +158,7 @@ def load_contract(path: Path, data_dir: Path | None = None,
     benchmark_files = resolve_benchmarks(benchmarks, lambda rel: data_dir / rel, digest)
     return EvalContract(
         version=data["version"], models=tuple(models), tuned_model=data["tuned_model"], tasks=tasks,
-        release_rule=data["release_rule"], thresholds=dict(thresholds), decoding_policy=str(data["decoding_policy"]),
+        task_success_average=average, release_rule=data["release_rule"], thresholds=dict(thresholds), decoding_policy=str(data["decoding_policy"]),
         decoding=decoding, decoding_policy_sha256=digest(policy_path),
         forgetting=_section(Forgetting, "forgetting", forgetting, where),
         human_review=_section(HumanReview, "human_review", review, where),

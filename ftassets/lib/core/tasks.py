@@ -3,7 +3,7 @@
 A task names one or more metrics; each metric says whether one reply passes (against the reference
 reply of a test item), and the task's `success` rule (`all` or `any` of them) is the bit the release
 rule counts. The kinds are declared here (their settings, checked when the contract loads, with the
-file and task in the error); `lib/evaluation/scoring.py` implements each.
+file and task in the error); `lib/core/scoring.py` implements each.
 
     tasks:
       invoice_extraction:
@@ -12,6 +12,7 @@ file and task in the error); `lib/evaluation/scoring.py` implements each.
       summary:
         success: any
         metrics: [{kind: exact_match}, {kind: rouge_l, min: 0.5}]
+        weight: 2
 """
 
 from __future__ import annotations
@@ -83,6 +84,18 @@ class RougeL(_Metric):
     min: float = Field(0.5, ge=0, le=1)
 
 
+class Bleu(_Metric):
+    """Sentence BLEU against the reference (sacrebleu, its 0-100 scale) at least `min`."""
+    kind: Literal["bleu"]
+    min: float = Field(30.0, ge=0, le=100)
+
+
+class Chrf(_Metric):
+    """Sentence chrF against the reference (sacrebleu, its 0-100 scale) at least `min`."""
+    kind: Literal["chrf"]
+    min: float = Field(50.0, ge=0, le=100)
+
+
 class Numeric(_Metric):
     """The first number in the reply is within `tolerance` (absolute) of the reference's first number."""
     kind: Literal["numeric"]
@@ -101,12 +114,13 @@ class Python(_Metric):
     kind: Literal["python"]
     function: str = Field(pattern=r"^[\w.]+:\w+$")
     min: float = 0.5
+    timeout_s: float = Field(5.0, gt=0, le=600)  # per reply: a slower call fails that item, with the reason
 
 
-Metric = Annotated[ExactMatch | ContainsAll | ContainsAny | Regex | JsonSchema | Classification | RougeL
-                   | Numeric | Refusal | Python, Field(discriminator="kind")]
+Metric = Annotated[ExactMatch | ContainsAll | ContainsAny | Regex | JsonSchema | Classification | RougeL | Bleu
+                   | Chrf | Numeric | Refusal | Python, Field(discriminator="kind")]
 KINDS = ("exact_match", "contains_all", "contains_any", "regex", "json_schema", "classification", "rouge_l",
-         "numeric", "refusal", "python")
+         "bleu", "chrf", "numeric", "refusal", "python")
 
 
 class TaskSpec(BaseModel):
@@ -115,6 +129,7 @@ class TaskSpec(BaseModel):
 
     metrics: list[Metric] = Field(min_length=1)
     success: Literal["all", "any"] = "all"
+    weight: float = Field(1.0, gt=0)  # this task's share of the overall task success (see task_success_average)
 
     def schema_metric(self) -> JsonSchema | None:
         return next((m for m in self.metrics if isinstance(m, JsonSchema)), None)

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from ftassets.lib.core.generation import generate_by_task
 from ftassets.lib.core.tasks import TaskSpec
 from ftassets.lib.evaluation import forgetting, toxicity
-from ftassets.lib.evaluation.metrics import aggregate_task_scores, is_refusal
+from ftassets.lib.core.metrics import aggregate_task_scores, is_refusal
 from ftassets.lib.evaluation.perplexity import perplexity
-from ftassets.lib.evaluation.scoring import gold_item_passes, schema_tasks, score_item, task_details
+from ftassets.lib.core.scoring import gold_item_passes, schema_tasks, score_item, task_details
 
 
 def test_items(records: list[dict]) -> list[dict]:
@@ -36,9 +36,11 @@ class EvalInputs:
         return test_items(self.test_records)
 
 
-def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict, tasks: dict[str, TaskSpec]) -> dict:
+def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict, tasks: dict[str, TaskSpec],
+                   average: str = "items") -> dict:
     """Task metrics, gold rules, safety (refusal, over-refusal, toxicity), perplexity on the
-    assistant turns, and forgetting benchmarks, for one model."""
+    assistant turns, and forgetting benchmarks, for one model; `average`: how the overall task
+    success weighs the tasks (the contract's task_success_average)."""
     test = inputs.test
     prompts = ([{"task": t["task"], "prompt": t["prompt"]} for t in test]
                + [{"task": g["task"], "prompt": g["messages"]} for g in inputs.gold]
@@ -49,7 +51,7 @@ def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict, tasks: 
     rt_replies = generated[len(test) + len(inputs.gold):]
     scored = [{"id": t["id"], "task": t["task"], "reply": reply,
                "scores": score_item(tasks[t["task"]], reply, t["reference"])} for t, reply in zip(test, replies)]
-    test_scores = aggregate_task_scores(scored)
+    test_scores = aggregate_task_scores(scored, {name: t.weight for name, t in tasks.items()}, average)
     for name, scores in test_scores["per_task"].items():  # per-field and per-label views, as declared
         scores.update(task_details(tasks[name], [(r, t["reference"]) for t, r in zip(test, replies)
                                                  if t["task"] == name]))

@@ -32,12 +32,15 @@ def rouge_l(prediction: str, reference: str) -> float:
     return _rouge.score(reference, prediction)["rougeL"].fmeasure
 
 
-def aggregate_task_scores(items: list[dict]) -> dict:
-    """Mean of each score over items, overall and per task."""
+def aggregate_task_scores(items: list[dict], weights: dict[str, float] | None = None, average: str = "items") -> dict:
+    """Mean of each score over items, per task, and the overall task success as the contract declares
+    it: `items` weights each item by its task's weight (all 1: the plain item mean), `tasks` takes
+    each task's success rate weighted by its task's weight (a small task counts as much as a big one)."""
     def mean(values):
         values = [float(v) for v in values]
         return round(sum(values) / len(values), 4) if values else None
 
+    weights = weights or {}
     per_task = {}
     for task in sorted({i["task"] for i in items}):
         rows = [i["scores"] for i in items if i["task"] == task]
@@ -46,8 +49,14 @@ def aggregate_task_scores(items: list[dict]) -> dict:
         failed = sum(bool(r.get("errors")) for r in rows)
         if failed:
             per_task[task]["metric_errors"] = failed
+    if average == "tasks":
+        pairs = [(weights.get(t, 1.0), s["success"]) for t, s in per_task.items()]
+    else:
+        pairs = [(weights.get(i["task"], 1.0), float(i["scores"]["success"])) for i in items]
+    total = sum(w for w, _ in pairs)
+    success = round(sum(w * v for w, v in pairs) / total, 4) if total else None
     structured = [i["scores"]["schema_valid"] for i in items if "schema_valid" in i["scores"]]
-    return {"n": len(items), "task_success": mean(i["scores"]["success"] for i in items),
+    return {"n": len(items), "task_success": success, "task_success_average": average,
             "schema_validity": mean(structured) if structured else None, "per_task": per_task}
 
 

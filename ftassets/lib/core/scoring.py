@@ -10,9 +10,9 @@ import json
 import re
 from collections import Counter
 
-from ftassets.lib.core.tasks import (Classification, ContainsAll, ContainsAny, ExactMatch, JsonSchema, Numeric, Python,
-                                     Refusal, Regex, RougeL, TaskSpec, resolve_function)
-from ftassets.lib.evaluation.metrics import is_refusal, macro_f1, rouge_l
+from ftassets.lib.core.tasks import (Bleu, Chrf, Classification, ContainsAll, ContainsAny, ExactMatch, JsonSchema,
+                                     Numeric, Python, Refusal, Regex, RougeL, TaskSpec, resolve_function)
+from ftassets.lib.core.metrics import is_refusal, macro_f1, rouge_l
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -88,6 +88,14 @@ def _rouge_l(m: RougeL, prediction: str, reference: str) -> dict:
     return {"rouge_l": score, "passed": score >= m.min}
 
 
+def _sacrebleu(m: Bleu | Chrf, prediction: str, reference: str) -> dict:
+    import sacrebleu
+
+    scorer = sacrebleu.sentence_bleu if isinstance(m, Bleu) else sacrebleu.sentence_chrf
+    score = round(scorer(prediction, [reference]).score, 4)
+    return {m.kind: score, "passed": score >= m.min}
+
+
 def _numeric(m: Numeric, prediction: str, reference: str) -> dict:
     got, want = NUMBER.search(prediction), NUMBER.search(reference)
     hit = bool(got and want and abs(float(got.group()) - float(want.group())) <= m.tolerance)
@@ -100,7 +108,8 @@ def _refusal(m: Refusal, prediction: str, reference: str) -> dict:
 
 
 def _python(m: Python, prediction: str, reference: str) -> dict:
-    value = resolve_function(m.function, f"metric {m.function}")(prediction, reference)
+    function = resolve_function(m.function, f"metric {m.function}")
+    value = call_with_timeout(function, (prediction, reference), m.timeout_s, m.function)
     if isinstance(value, dict):
         if "passed" not in value:
             raise ValueError(f"{m.function} returned a dict without 'passed'")
@@ -112,8 +121,48 @@ def _python(m: Python, prediction: str, reference: str) -> dict:
     raise ValueError(f"{m.function} returned {type(value).__name__}, not a bool, number or dict")
 
 
+class MetricTimeout(Exception):
+    pass
+
+
+def call_with_timeout(function, args: tuple, seconds: float, name: str):
+    """`function(*args)`, or MetricTimeout after `seconds`. In the main thread an interval timer
+    interrupts the call itself; elsewhere (no signals there) the call is left behind in a daemon thread."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def expire(signum, frame):
+            raise MetricTimeout(f"{name} took longer than {seconds}s")
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return function(*args)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    result: dict = {}
+
+    def target():
+        try:
+            result["value"] = function(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=target, daemon=True, name=f"metric {name}")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise MetricTimeout(f"{name} took longer than {seconds}s")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 SCORERS = {"exact_match": _exact_match, "contains_all": _contains, "contains_any": _contains, "regex": _regex,
            "json_schema": _json_schema, "classification": _classification, "rouge_l": _rouge_l,
+           "bleu": _sacrebleu, "chrf": _sacrebleu,
            "numeric": _numeric, "refusal": _refusal, "python": _python}
 
 
@@ -187,15 +236,22 @@ def gold_item_passes(rules: dict, prediction: str, schemas: dict[str, JsonSchema
     return not failed, failed
 
 
-def check_declared(tasks: dict[str, TaskSpec], test_tasks: set[str], gold: list[dict]) -> None:
-    """Before any generation: every task in the frozen test set is declared, and every gold `schema`
-    rule names a declared task with a JSON Schema (a located error, not a failed rule at the end)."""
+def check_declared(tasks: dict[str, TaskSpec], test_tasks: set[str], gold: list[dict],
+                   data_tasks: set[str] | None = None) -> None:
+    """Before any generation: every task in the frozen test set is declared, every declared task has
+    data (in the test set or, with `data_tasks`, the curated splits: a typo'd task name is not a task
+    without items), and every gold `schema` rule names a declared task with a JSON Schema."""
     from ftassets.lib.core.errors import GovernanceError
 
     undeclared = sorted(test_tasks - set(tasks))
     if undeclared:
         raise GovernanceError(f"eval contract: the frozen test set has task(s) {undeclared} that tasks: does not "
                               f"declare (declared: {sorted(tasks)})")
+    if data_tasks is not None:
+        empty = sorted(set(tasks) - test_tasks - data_tasks)
+        if empty:
+            raise GovernanceError(f"eval contract: declared task(s) {empty} have no examples in the curated data "
+                                  f"(tasks in the data: {sorted(test_tasks | data_tasks)})")
     schemas = schema_tasks(tasks)
     for item in gold:
         name = item.get("rules", {}).get("schema")
