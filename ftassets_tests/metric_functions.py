@@ -12,3 +12,15 @@ def sleepy(prediction: str, reference: str) -> bool:
 
 def text_result(prediction: str, reference: str):
     return "yes"
+
+
+SCRIPT = {"calls": 0, "per_eval": 1, "curve": []}
+
+
+def scripted(prediction: str, reference: str) -> bool:
+    """Passes or fails every reply of the n-th evaluation as `SCRIPT["curve"][n]` says (a test sets
+    it): a task metric whose curve over checkpoints is known in advance."""
+    evaluation = SCRIPT["calls"] // SCRIPT["per_eval"]
+    SCRIPT["calls"] += 1
+    curve = SCRIPT["curve"]
+    return bool(curve[min(evaluation, len(curve) - 1)])

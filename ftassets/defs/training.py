@@ -46,17 +46,28 @@ class SftConfig(SftSettings, dg.Config):
     """The SFT recipe's settings (`lib/training/settings.py`), as the launchpad and run configs set them."""
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", "data_splits"], pool=POOL,
-          description="LoRA adapter trained with trl SFTTrainer on the train split (loss on assistant tokens).")
+def _selection_io(store: ArtifactStore) -> dict:
+    """What the recipe needs to pick checkpoints as the contract's `selection` says: the contract, the
+    validation split the task metric is measured on, and the gold set only when it may stop training."""
+    contract = store.contract()
+    return {"contract_file": str(store.path("eval_contract", "contract")),
+            "task_eval_file": str(store.path("data_splits", "validation")),
+            "gold_file": str(store.path("gold_set", "gold")) if contract.selection.gold_stop else None}
+
+
+@dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", "data_splits", "eval_contract"], pool=POOL,
+          description="LoRA adapter trained with trl SFTTrainer on the train split (loss on assistant tokens); the "
+                      "checkpoint kept is the best on the contract's selection metric, on the validation split.")
 def sft_adapter(context: dg.AssetExecutionContext, config: SftConfig, store: ArtifactStore,
                 training_launcher: TrainingLauncher) -> dg.MaterializeResult:
     target = store.artifact("sft_adapter")
     with atomic_directory(target) as staging:
         io = RecipeIO(base_model=str(store.artifact("base_model")), train_file=str(store.path("data_splits", "train")),
                       validation_file=str(store.path("data_splits", "validation")), output_dir=str(staging),
-                      checkpoint_dir=str(store.checkpoints("sft_adapter")))
+                      checkpoint_dir=str(store.checkpoints("sft_adapter")), **_selection_io(store))
         reported = training_launcher.launch(context, "sft", config, io)
-    return dg.MaterializeResult(metadata=_training_metadata(context, target, reported, ["base_model", "data_splits"]),
+    return dg.MaterializeResult(metadata=_training_metadata(context, target, reported,
+                                                            ["base_model", "data_splits", "eval_contract"]),
                                 data_version=dg.DataVersion(sha256_tree(target)[:32]))
 
 
@@ -76,7 +87,7 @@ class DpoConfig(DpoSettings, dg.Config):
     """The DPO recipe's settings (`lib/training/settings.py`), as the launchpad and run configs set them."""
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", sft_adapter, "preference_pairs"],
+@dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", sft_adapter, "preference_pairs", "eval_contract"],
           pool=POOL, description="DPO LoRA adapter trained on top of the SFT policy (reference = SFT).")
 def dpo_adapter(context: dg.AssetExecutionContext, config: DpoConfig, store: ArtifactStore,
                 training_launcher: TrainingLauncher) -> dg.MaterializeResult:
@@ -85,10 +96,11 @@ def dpo_adapter(context: dg.AssetExecutionContext, config: DpoConfig, store: Art
         io = RecipeIO(base_model=str(store.artifact("base_model")), sft_adapter=str(store.artifact("sft_adapter")),
                       train_file=str(store.path("preference_pairs", "train")),
                       validation_file=str(store.path("preference_pairs", "validation")), output_dir=str(staging),
-                      checkpoint_dir=str(store.checkpoints("dpo_adapter")))
+                      checkpoint_dir=str(store.checkpoints("dpo_adapter")), **_selection_io(store))
         reported = training_launcher.launch(context, "dpo", config, io)
     return dg.MaterializeResult(
-        metadata=_training_metadata(context, target, reported, ["base_model", "sft_adapter", "preference_pairs"]),
+        metadata=_training_metadata(context, target, reported,
+                                    ["base_model", "sft_adapter", "preference_pairs", "eval_contract"]),
         data_version=dg.DataVersion(sha256_tree(target)[:32]))
 
 

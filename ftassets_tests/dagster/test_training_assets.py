@@ -1,6 +1,7 @@
 """Training assets in Dagster: a bad setting fails the run, naming the field, before any process starts."""
 
 from ftassets.lib.core.catalog import Catalog
+from ftassets.lib.core.contract import load_contract
 from ftassets.lib.training.settings import SftSettings
 from ftassets_tests.conftest import DATA, materialize, materialized_keys
 
@@ -45,6 +46,8 @@ def test_kubernetes_launch_submits_the_recipe_pod(tmp_path, monkeypatch):
 
     monkeypatch.setattr(kubernetes.client.CoreV1Api, "create_namespaced_pod", create_namespaced_pod)
     artifacts = tmp_path / "artifacts"
+    contract = load_contract(DATA / "governance/eval_contract.yaml", DATA)  # the asset reads its selection section
+    Catalog(artifacts).write_json("eval_contract", "contract", contract.model_dump(mode="json"))
     launcher = TrainingLauncher(kind="k8s", image="registry.example/ftassets:0.1.0", namespace="ml-training",
                                 gpus=1, memory="32Gi", volume_claim="ftassets-artifacts", mount_path=str(artifacts),
                                 kubeconfig=str(tmp_path / "kubeconfig"))
@@ -67,5 +70,8 @@ def test_kubernetes_launch_submits_the_recipe_pod(tmp_path, monkeypatch):
     assert context["extras"]["recipe"] == "sft"
     assert context["extras"]["io"]["train_file"] == str(Catalog(artifacts).path("data_splits", "train"))
     assert context["extras"]["io"]["checkpoint_dir"] == str(Catalog(artifacts).checkpoints("sft_adapter"))
+    assert context["extras"]["io"]["contract_file"] == str(Catalog(artifacts).path("eval_contract", "contract"))
+    assert context["extras"]["io"]["task_eval_file"] == str(Catalog(artifacts).path("data_splits", "validation"))
+    assert context["extras"]["io"]["gold_file"] is None  # gold_stop is off: training never reads the gold set
     assert SftSettings.model_validate(context["extras"]["settings"]) == SftSettings()  # the typed settings, whole
     assert not (artifacts / "sft_adapter").exists()

@@ -30,6 +30,9 @@ CURATION = ["validated_examples", "scrubbed_examples", "deduplicated_examples", 
 GOVERNANCE = ["base_model_record", "base_model", "eval_contract"]
 MODEL_ASSETS = ["sft_adapter", "dpo_adapter", "merged_model", "eval_report", "blind_review_packet",
                 "human_review", "release_decision", "serving_bundle"]
+# what retrains automatically: new data or base weights; a contract edit (its selection metric included)
+# marks the adapters stale in the UI but retrains only when a person launches it (thresholds change often)
+TRAINING_INPUTS = ["base_model", "data_splits"]
 TRAINING_RECIPES = ("ftassets.pipes_recipe", "ftassets.lib.training.sft", "ftassets.lib.training.dpo")
 
 
@@ -71,8 +74,8 @@ def training_condition(policy: str, cron: str) -> AC | None:
     if policy == "manual":
         return None
     if policy == "eager":  # wait for curation to finish: retrain only if the curated data really changed
-        return follow(in_tick=[])
-    changed = (AC.any_deps_match(AC.data_version_changed()) | AC.code_version_changed()).since(
+        return follow(TRAINING_INPUTS, in_tick=[])
+    changed = (_deps(AC.data_version_changed(), TRAINING_INPUTS) | AC.code_version_changed()).since(
         AC.newly_requested() | AC.newly_updated())
     # the tick itself (not "since the tick"): a change between ticks waits for the next one
     return (AC.cron_tick_passed(cron) & (AC.missing() | changed) & _ready()).with_label(
@@ -88,7 +91,8 @@ def conditions(policy: str, cron: str) -> dict[str, AC | None]:
     out.update({"gold_set": None, "redteam_set": None})  # governed files: the nightly schedule refreshes them
     out["sft_adapter"] = training_condition(policy, cron)
     # DPO follows a new SFT adapter in the same run; new preference data alone retrains it only under eager
-    out["dpo_adapter"] = follow(None, ["sft_adapter"]) if policy == "eager" else follow(["sft_adapter"])
+    out["dpo_adapter"] = (follow(["base_model", "sft_adapter", "preference_pairs"], ["sft_adapter"])
+                          if policy == "eager" else follow(["sft_adapter"]))
     out["merged_model"] = follow(["sft_adapter", "dpo_adapter"])
     # a re-curated held-out set re-evaluates only if its content changed (it is hash-locked): no same-tick trigger
     out["eval_report"] = follow(models + ["frozen_test_set", "gold_set", "redteam_set", "eval_contract"], models)

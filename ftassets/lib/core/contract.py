@@ -14,7 +14,7 @@ from pathlib import Path
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ftassets.lib.core.errors import GovernanceError
 from ftassets.lib.core.files import load_yaml
@@ -41,8 +41,8 @@ MODEL_KEYS = {"base_model", "sft_adapter", "dpo_adapter", "merged_model"}
 DECODING_KEYS = {"max_new_tokens", "temperature"}
 
 
-KEYS = {"version", "models", "tuned_model", "tasks", "task_success_average", "thresholds", "release_rule", "decoding_policy", "forgetting",
-        "human_review", "parity"}
+KEYS = {"version", "models", "tuned_model", "tasks", "task_success_average", "thresholds", "release_rule",
+        "decoding_policy", "forgetting", "human_review", "parity", "selection"}
 
 
 class _Frozen(BaseModel):
@@ -63,6 +63,14 @@ class HumanReview(_Frozen):
 class Parity(_Frozen):
     max_logit_diff: float = 1e-3  # adapter-on-base vs merged model
     prompts: int = 8  # frozen test prompts compared
+
+
+class Selection(_Frozen):
+    """How training picks its checkpoint, on the validation split only (never the frozen test set)."""
+    metric: Literal["loss", "task_success"] = "loss"  # task_success: generate, score as declared, keep the best
+    sample: int = Field(32, ge=1, le=2000)  # validation items generated at each evaluation, spread over tasks
+    seed: int = 0
+    gold_stop: bool = False  # also generate the gold set; stop when its pass rate falls between evaluations
 
 
 class BenchmarkFile(_Frozen):
@@ -86,6 +94,7 @@ class EvalContract(_Frozen):
     forgetting: Forgetting = Forgetting()
     human_review: HumanReview = HumanReview()
     parity: Parity = Parity()
+    selection: Selection = Selection()
     benchmark_files: dict[str, BenchmarkFile] = {}
 
     def benchmark_paths(self) -> dict[str, str]:
@@ -162,7 +171,8 @@ def load_contract(path: Path, data_dir: Path | None = None,
         decoding=decoding, decoding_policy_sha256=digest(policy_path),
         forgetting=_section(Forgetting, "forgetting", forgetting, where),
         human_review=_section(HumanReview, "human_review", review, where),
-        parity=_section(Parity, "parity", parity, where), benchmark_files=benchmark_files)
+        parity=_section(Parity, "parity", parity, where),
+        selection=_section(Selection, "selection", data.get("selection") or {}, where), benchmark_files=benchmark_files)
 
 
 def _section(model: type[BaseModel], name: str, data: dict, where: str):

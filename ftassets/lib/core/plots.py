@@ -7,7 +7,8 @@ import io
 
 
 def loss_curves_png(summary: dict, title: str) -> bytes:
-    """Train and validation loss against step; DPO reward accuracy on a second axis when present."""
+    """Train and validation loss against step; rates (DPO reward accuracy, validation task success, gold
+    pass rate) on a second axis when present."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,15 +25,18 @@ def loss_curves_png(summary: dict, title: str) -> bytes:
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
-    accuracies = summary.get("rewards_accuracies") or []
-    if accuracies:
+    rates = [(key, label, style) for key, label, style in (
+        ("rewards_accuracies", "reward accuracy", "s--"), ("task_success_curve", "validation task success", "^-"),
+        ("gold_pass_rate_curve", "gold pass rate", "v:")) if summary.get(key)]
+    if rates:  # fractions on a second axis: DPO reward accuracy, the declared task metric, the gold stop signal
         ax2 = ax.twinx()
-        ax2.plot([s for s, _ in accuracies], [v for _, v in accuracies], "s--", color="tab:green",
-                 label="reward accuracy")
+        for key, label, style in rates:
+            points = summary[key]
+            ax2.plot([s for s, _ in points], [v for _, v in points], style, label=label)
         ax2.set_ylim(0, 1)
-        ax2.set_ylabel("reward accuracy")
+        ax2.set_ylabel("rate")
         ax2.legend(loc="upper right", fontsize=8)
-    ax.legend(loc="upper left" if accuracies else "best", fontsize=8)
+    ax.legend(loc="upper left" if rates else "best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     buffer = io.BytesIO()

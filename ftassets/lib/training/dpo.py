@@ -74,7 +74,7 @@ def main(settings: DpoSettings, io: RecipeIO, report=print, callbacks=()) -> dic
     train, validation = load_pairs(settings, io)
     has_eval = validation is not None
     recipe.prepare(run, {"base_model": io.base_model, "sft_adapter": io.sft_adapter, "pairs_file": io.train_file,
-                         "validation_file": io.validation_file})
+                         "validation_file": io.validation_file}, has_eval)
     trainer = DPOTrainer(model=model, ref_model=None, args=DPOConfig(**recipe.trainer_args(run, has_eval),
                                                                      beta=settings.beta),
                          train_dataset=train, eval_dataset=validation, processing_class=tokenizer,

@@ -2,7 +2,7 @@
 
     run = setup(settings, io, report)          host checks and settings, precision, seed
     ... the recipe loads its policy and data ...
-    prepare(run, inputs)                        checkpoint folder and resume point
+    prepare(run, inputs, has_eval)              checkpoint folder, resume point, task selection
     ... the recipe builds its trl trainer from trainer_args(run, has_eval) and callbacks(run) ...
     outcome = train(run, trainer)               train (resuming), stop on divergence
     summary = finish(run, trainer, tokenizer, outcome, ...)   adapter, summary, checkpoints removed
@@ -29,6 +29,7 @@ class Run:
     resume_from: str | None = None
     guard: object = None
     extra_callbacks: list = field(default_factory=list)
+    selection: object = None  # TaskSelection when the contract picks checkpoints on the task (task_eval.py)
 
 
 @dataclass
@@ -65,17 +66,60 @@ def setup(settings, io, report, extra_callbacks=()) -> Run:
     return Run(settings, io, report, precision, host, extra_callbacks=list(extra_callbacks))
 
 
-def prepare(run: Run, inputs: dict[str, str | None]) -> None:
-    """Where checkpoints go and which one to resume from (`inputs` are hashed into the fingerprint)."""
+def prepare(run: Run, inputs: dict[str, str | None], has_eval: bool) -> None:
+    """Where checkpoints go and which one to resume from (`inputs`, and the contract and files the
+    task metric reads, are hashed into the fingerprint), and the task selection the contract asks for."""
     from ftassets.lib.training.checkpoints import prepare_checkpoints
 
-    run.process, run.checkpoints, run.resume_from = prepare_checkpoints(run.settings, run.io, inputs, run.report)
+    io = run.io
+    inputs = {**inputs, "contract_file": io.contract_file, "task_eval_file": io.task_eval_file, "gold_file": io.gold_file}
+    run.process, run.checkpoints, run.resume_from = prepare_checkpoints(run.settings, io, inputs, run.report)
+    task_selection(run, has_eval)
+
+
+def task_selection(run: Run, has_eval: bool) -> None:
+    """When the contract (`io.contract_file`) picks checkpoints on the task or stops on the gold set,
+    the callback that generates and scores at each evaluation, on `io.task_eval_file` (validation)."""
+    import json
+
+    from ftassets.lib.core.contract import EvalContract
+    from ftassets.lib.training.task_eval import TaskSelection
+
+    if not run.io.contract_file:
+        return
+    contract = EvalContract.model_validate(json.loads(Path(run.io.contract_file).read_text(encoding="utf-8")))
+    selection = contract.selection
+    if selection.metric == "loss" and not selection.gold_stop:
+        return
+    if not has_eval:
+        raise ValueError(f"selection.metric={selection.metric}, gold_stop={selection.gold_stop} in the eval contract "
+                         f"need evaluations, and this run has no validation split")
+    validation = _jsonl(run.io.task_eval_file or run.io.validation_file)
+    gold = _jsonl(run.io.gold_file) if selection.gold_stop else []
+    if selection.gold_stop and not gold:
+        raise ValueError("selection.gold_stop in the eval contract needs the gold set (gold_file)")
+    run.selection = TaskSelection(contract, validation, gold, run.report)
+    if selection.metric == "task_success" and not run.selection.items:
+        raise ValueError(f"selection.metric=task_success: the validation split has no item of a declared task "
+                         f"(declared: {sorted(contract.tasks)})")
+
+
+def _jsonl(path: str | None) -> list[dict]:
+    import json
+
+    if not path or not Path(path).is_file():
+        return []
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def trainer_args(run: Run, has_eval: bool) -> dict:
-    """The trl arguments both recipes share, from the settings object."""
+    """The trl arguments both recipes share, from the settings object; the best checkpoint is the one
+    with the lowest validation loss, or the highest declared task success when the contract says so."""
     import torch
 
+    from ftassets.lib.training.task_eval import METRIC
+
+    on_task = run.selection is not None and run.selection.contract.selection.metric == "task_success"
     s = run.settings
     return dict(
         output_dir=str(run.checkpoints), max_length=s.max_length,
@@ -85,7 +129,8 @@ def trainer_args(run: Run, has_eval: bool) -> dict:
         num_train_epochs=s.epochs, max_steps=s.max_steps, seed=s.seed, data_seed=s.seed,
         logging_steps=s.logging_steps, eval_strategy="steps" if has_eval else "no", eval_steps=s.eval_steps,
         save_strategy="steps", save_steps=s.eval_steps, save_total_limit=2,
-        load_best_model_at_end=has_eval, metric_for_best_model="eval_loss", greater_is_better=False,
+        load_best_model_at_end=has_eval, metric_for_best_model=METRIC if on_task else "eval_loss",
+        greater_is_better=bool(on_task),
         bf16=run.precision == "bf16", fp16=run.precision == "fp16", report_to="none", disable_tqdm=True,
         dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=s.gradient_checkpointing)
@@ -99,6 +144,8 @@ def callbacks(run: Run, has_eval: bool) -> list:
 
     run.guard = DivergenceGuard()
     out = [run.guard, ProgressReporter(run.report), *run.extra_callbacks]
+    if run.selection is not None:  # before early stopping: it adds the metric early stopping reads
+        out.append(run.selection)
     if has_eval and run.settings.early_stopping_patience > 0:
         out.append(EarlyStoppingCallback(early_stopping_patience=run.settings.early_stopping_patience))
     return out
@@ -119,6 +166,14 @@ def train(run: Run, trainer, name: str) -> Outcome:
     return Outcome(result, wall, trainable, total)
 
 
+def _best(run: Run, state) -> dict:
+    """The checkpoint the Trainer kept, by the metric it chose on (validation loss unless the task)."""
+    if run.selection is None or run.selection.contract.selection.metric != "task_success":
+        return {"selected_on": "eval_loss"}
+    return {"selected_on": "eval_task_success", "best_step": state.best_global_step,
+            "best_task_success": state.best_metric}
+
+
 def finish(run: Run, trainer, tokenizer, outcome: Outcome, asset: str, extra_files: dict[str, dict] | None = None,
            extra_summary: dict | None = None) -> dict:
     """Save the adapter (and `extra_files`, by catalog role), write the training summary, then remove
@@ -135,15 +190,18 @@ def finish(run: Run, trainer, tokenizer, outcome: Outcome, asset: str, extra_fil
     for role, payload in (extra_files or {}).items():
         write_json_atomic(out / file_name(asset, role), payload)
     state = trainer.state
+    selection = run.selection.summary() if run.selection is not None else {}
+    stop = ("gold_pass_rate_drop" if selection.get("gold_stop_reason") else
+            "max_steps" if state.global_step >= state.max_steps else "early_stop")
     summary = {
         "trainable_parameters": outcome.trainable, "total_parameters": outcome.total,
         "trainable_percent": round(100.0 * outcome.trainable / outcome.total, 4),
         "global_steps": state.global_step,
-        "stop_reason": "max_steps" if state.global_step >= state.max_steps else "early_stop",
+        "stop_reason": stop,
         "final_train_loss": round(outcome.result.training_loss, 5), "wall_time_s": round(outcome.wall_s, 2),
         "precision": run.precision, **run.host, "resumed_from": run.resume_from,
         "config": {**run.io.model_dump(), **run.settings.model_dump()}, **summarize_history(state.log_history),
-        **(extra_summary or {}),
+        **selection, **_best(run, state), **(extra_summary or {}),
     }
     write_json_atomic(out / file_name(asset, "summary"), summary)
     shutil.rmtree(run.checkpoints, ignore_errors=True)

@@ -169,6 +169,12 @@ class RecipeIO(_Settings):
     validation_file: str | None = Field(None, description="Validation split (JSONL)")
     sft_adapter: str | None = Field(None, description="DPO only: the SFT adapter the DPO run starts from")
     checkpoint_dir: str = Field("", description="Checkpoints (every eval_steps); default <output_dir>/checkpoints")
+    contract_file: str | None = Field(None, description="The eval contract (its JSON artifact): its selection section "
+                                                        "picks checkpoints on the declared task metric")
+    task_eval_file: str | None = Field(None, description="Chat records the task metric is measured on at each "
+                                                         "evaluation (default: the validation file; never the test set)")
+    gold_file: str | None = Field(None, description="The gold set, read only when the contract's selection.gold_stop "
+                                                    "is on")
 
 
 SETTINGS = {"sft": SftSettings, "dpo": DpoSettings}

@@ -88,7 +88,7 @@ def main(settings: SftSettings, io: RecipeIO, report=print, callbacks=()) -> dic
         raise ValueError(f"{io.train_file}: no training examples")
     has_eval = validation is not None
     recipe.prepare(run, {"base_model": io.base_model, "train_file": io.train_file,
-                         "validation_file": io.validation_file})
+                         "validation_file": io.validation_file}, has_eval)
     args = SFTConfig(**recipe.trainer_args(run, has_eval), completion_only_loss=True,
                      include_num_input_tokens_seen=True, packing=settings.packing,
                      train_sampling_strategy="group_by_length" if settings.group_by_length else "random")
