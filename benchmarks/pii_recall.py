@@ -93,8 +93,7 @@ def main() -> int:
     items = json.loads(DATA.read_text())
     items = items[: args.limit] if args.limit else items
     config = ScrubConfig() if args.name_lists is None else ScrubConfig(name_lists=args.name_lists)
-    scrubber = PiiEngine().scrubber(config.entities, config.score_threshold, config.operator, config.allow_list,
-                                    config.name_lists)
+    scrubber = PiiEngine().scrubber(config)
     start = time.perf_counter()
     per_label = measure(items, scrubber)
     seconds = time.perf_counter() - start

@@ -45,13 +45,14 @@ def through_dagster(scratch: Path, steps: int) -> float:
     import dagster as dg
 
     from ftassets.definitions import defs
-    from ftassets.defs.curation.settings import CurationSettings
+    from ftassets.defs.curation.settings import load_curation_settings
     from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, training_launcher
 
     shutil.rmtree(scratch / "sft_adapter", ignore_errors=True)
     config = {"ops": {"sft_adapter": {"config": {**SETTINGS, "max_steps": steps, "eval_steps": steps}}}}
     resources = {"store": ArtifactStore(data_dir=str(REPO / "data"), artifacts_dir=str(scratch)),
-                 "pii": PiiEngine(), "curation": CurationSettings(), "training_launcher": training_launcher()}
+                 "pii": PiiEngine(), "curation": load_curation_settings(REPO / "data"),
+                 "training_launcher": training_launcher()}
     started = time.perf_counter()
     result = dg.materialize(list(defs.assets) + list(defs.asset_checks), resources=resources, run_config=config,
                             selection="sft_adapter", instance=dg.DagsterInstance.ephemeral(), raise_on_error=True)

@@ -100,11 +100,12 @@ def materialize(data_dir, artifacts_dir, run_config=None, selection="*", instanc
     import dagster as dg
 
     from ftassets.definitions import defs
-    from ftassets.defs.curation.settings import CurationSettings
+    from ftassets.defs.curation.settings import load_curation_settings
     from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, training_launcher
 
     resources = {"store": ArtifactStore(data_dir=str(data_dir), artifacts_dir=str(artifacts_dir)),
-                 "pii": PiiEngine(), "curation": CurationSettings(), "training_launcher": training_launcher()}
+                 "pii": PiiEngine(), "curation": load_curation_settings(data_dir),
+                 "training_launcher": training_launcher()}
     return dg.materialize(list(defs.assets) + list(defs.asset_checks), resources=resources,
                           run_config=run_config or {}, selection=selection, raise_on_error=False,
                           instance=instance or dg.DagsterInstance.ephemeral())

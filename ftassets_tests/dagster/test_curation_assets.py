@@ -134,7 +134,7 @@ def test_two_machines_share_artifacts_through_an_object_store(tmp_path, tiny_mod
     import dagster as dg
 
     from ftassets.definitions import defs
-    from ftassets.defs.curation.settings import CurationSettings
+    from ftassets.defs.curation.settings import load_curation_settings
     from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, training_launcher
     from ftassets.lib.core import object_store
 
@@ -143,7 +143,7 @@ def test_two_machines_share_artifacts_through_an_object_store(tmp_path, tiny_mod
     def run(machine: str, selection, run_config):
         store = ArtifactStore(data_dir=str(DATA), artifacts_dir=str(tmp_path / machine), remote_url=remote)
         result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection,
-                                resources={"store": store, "pii": PiiEngine(), "curation": CurationSettings(),
+                                resources={"store": store, "pii": PiiEngine(), "curation": load_curation_settings(DATA),
                                            "training_launcher": training_launcher()},
                                 run_config=run_config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
         return store, result

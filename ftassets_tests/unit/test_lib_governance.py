@@ -163,3 +163,19 @@ def test_contract_object_holds_every_default_and_rejects_unknown_keys(tmp_path):
     sparse = "\n".join(line for line in text.splitlines() if not line.startswith(("parity:", "  max_logit", "  prompts")))
     (tmp_path / "c.yaml").write_text(sparse + "\n")
     assert contract.load_contract(tmp_path / "c.yaml", DATA).parity == contract.Parity()
+
+
+def test_contract_selection_and_task_average_are_checked(tmp_path):
+    c = contract.load_contract(DATA / "governance/eval_contract.yaml")
+    assert c.selection.metric == "task_success" and c.selection.gold_stop is False
+    assert c.task_success_average == "items" and all(t.weight == 1.0 for t in c.tasks.values())
+    text = (DATA / "governance/eval_contract.yaml").read_text()
+    cases = [(text.replace("  metric: task_success ", "  metric: bleu_score "), "selection.metric: Input should be"),
+             (text.replace("  sample: 32 ", "  sample: 0 "), "selection.sample: Input should be greater than"),
+             (text.replace("  gold_stop: false", "  gold_stopp: false"), "selection.gold_stopp: Extra inputs"),
+             (text.replace("release_rule:", "task_success_average: mean\nrelease_rule:"),
+              "task_success_average must be items or tasks, got 'mean'")]
+    for variant, message in cases:
+        (tmp_path / "c.yaml").write_text(variant)
+        with pytest.raises(GovernanceError, match=message):
+            contract.load_contract(tmp_path / "c.yaml", DATA)

@@ -3,10 +3,11 @@ the gold set and the source sensor all read the same scrub, dedup and split sett
 paths, so a check can never judge an asset by other settings than the ones it ran with."""
 
 import os
+import re
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from ftassets.lib.curation.pii import DEFAULT_ENTITIES
 
@@ -31,9 +32,21 @@ class ScrubConfig(dg.Config):
     score_threshold: float = Field(0.35, description="Minimum Presidio score for a finding")
     operator: str = Field("replace", description="replace (typed placeholders), mask or hash")
     allow_list: list[str] = Field(
-        ["support@nimbus.example", "security@nimbus.example", "JSON", "OAuth", "eu-west", "eu-west-1", "Nimbus"],
-        description="Strings never treated as PII: the team's public addresses, and domain terms the NER model "
-                    "mislabels as names (docs/figures.md)")
+        [], description="Strings never treated as PII: the team's public addresses, and domain terms the NER model "
+                        "mislabels as names (the demo's: data/governance/curation.yaml; docs/figures.md)")
+    allow_patterns: list[str] = Field(
+        [], description="Regular expressions of identifiers that are not personal data (order or ticket numbers): "
+                        "a finding inside a match stays as written")
+    @field_validator("allow_patterns")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression ({exc})") from None
+        return value
+
     name_lists: bool = Field(True, description="Also find PERSON from Faker's multi-locale name lists "
                                                "(lib/curation/names.py; recall and precision in docs/figures.md); "
                                                "false: the NER model alone")
@@ -77,3 +90,64 @@ class CurationSettings(dg.ConfigurableResource):
     scrub: ScrubConfig = Field(default_factory=ScrubConfig, description="PII scrubbing (training data and gold set)")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Exact and near-duplicate removal")
     split: SplitConfig = Field(default_factory=SplitConfig, description="Frozen test set and train/validation split")
+    settings_file: str = Field("", description="The data folder's settings file (default: governance/curation.yaml "
+                                               "of FTASSETS_DATA_DIR, else of the bundled data/); its values lie "
+                                               "under these, field by field")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_underneath(cls, data):
+        """The data folder's settings, with what was given (code or run config) merged over them field by
+        field: Dagster builds the resource from a run config alone and hands `scrub: {workers: 2}` as the
+        whole `scrub`, which would otherwise drop the folder's allow-list."""
+        if not isinstance(data, dict):
+            return data
+        path = Path(data.get("settings_file") or data_folder() / SETTINGS_FILE)
+        if not path.is_file():
+            return data
+        from ftassets.lib.core.files import load_yaml
+
+        values = load_yaml(path) or {}
+        _known_keys(cls, values, str(path))
+        return _deep_merge(values, data)
+
+
+SETTINGS_FILE = "governance/curation.yaml"
+
+
+def data_folder() -> Path:
+    """The data folder the code location serves (as the `store` resource's default)."""
+    return Path(os.environ.get("FTASSETS_DATA_DIR", Path(__file__).resolve().parents[3] / "data"))
+
+
+def load_curation_settings(data_dir: str | Path) -> CurationSettings:
+    """The data folder's curation settings (`governance/curation.yaml`, any field of CurationSettings;
+    defaults where absent), so a project states its own PII allow-list or split seed in YAML and the
+    sensors and schedules curate with it too. A run config's `resources: {curation: ...}` still
+    overrides a field for one run. A bad key or value is an error naming the file and the field."""
+    from ftassets.lib.core.errors import GovernanceError
+
+    path = Path(data_dir) / SETTINGS_FILE  # named even when absent: then the defaults, not another folder's file
+    try:
+        return CurationSettings(settings_file=str(path.resolve()))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field, message = ".".join(str(x) for x in first["loc"]), first["msg"].removeprefix("Value error, ")
+        raise GovernanceError(f"{path}: {field}: {message}" if field else message) from None
+
+
+def _known_keys(model, values: dict, where: str, prefix: str = "") -> None:
+    """A misspelt key in the settings file is an error, not a setting silently left at its default."""
+    for key, value in values.items():
+        info = model.model_fields.get(key)
+        if info is None:
+            raise ValueError(f"{where}: {prefix}{key}: no such setting (known: {', '.join(model.model_fields)})")
+        if isinstance(value, dict) and isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel):
+            _known_keys(info.annotation, value, where, f"{prefix}{key}.")
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out

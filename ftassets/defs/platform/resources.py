@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from ftassets.defs.curation.settings import CurationSettings
+from ftassets.defs.curation.settings import CurationSettings, load_curation_settings
 from ftassets.lib.core import object_store
 from ftassets.lib.core.catalog import Catalog
 from ftassets.lib.core.contract import EvalContract
@@ -110,11 +110,11 @@ class ArtifactStore(dg.ConfigurableResource):
 
 
 @functools.lru_cache(maxsize=4)
-def _scrubber(spacy_model, entities, threshold, operator, allow_list, name_lists):
+def _scrubber(spacy_model, entities, threshold, operator, allow_list, name_lists, allow_patterns=()):
     from ftassets.lib.curation.pii import PiiScrubber
 
     return PiiScrubber(spacy_model, entities=entities, score_threshold=threshold, operator=operator,
-                       allow_list=allow_list, name_lists=name_lists)
+                       allow_list=allow_list, name_lists=name_lists, allow_patterns=allow_patterns)
 
 
 class PiiEngine(dg.ConfigurableResource):
@@ -125,7 +125,7 @@ class PiiEngine(dg.ConfigurableResource):
     def scrubber(self, scrub):
         """A (cached) scrubber for a `ScrubConfig`'s detection settings."""
         return _scrubber(self.spacy_model, tuple(scrub.entities), scrub.score_threshold, scrub.operator,
-                         tuple(scrub.allow_list), scrub.name_lists)
+                         tuple(scrub.allow_list), scrub.name_lists, tuple(scrub.allow_patterns))
 
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -201,4 +201,5 @@ def training_launcher() -> TrainingLauncher:
 def default_resources() -> dict:
     return {"store": ArtifactStore(data_dir=default_data_dir(), artifacts_dir=default_artifacts_dir(),
                                    remote_url=os.environ.get("FTASSETS_ARTIFACTS_REMOTE", "")),
-            "pii": PiiEngine(), "curation": CurationSettings(), "training_launcher": training_launcher()}
+            "pii": PiiEngine(), "curation": load_curation_settings(default_data_dir()),
+            "training_launcher": training_launcher()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 
+import torch
 from transformers import TrainerCallback
 
 from ftassets.lib.core.contract import EvalContract
@@ -61,8 +62,9 @@ class TaskSelection(TrainerCallback):
         prompts += [{"task": g["task"], "prompt": g["messages"]} for g in self.gold]
         was_training = model.training
         model.eval()
-        try:
-            replies = generate_by_task(model, processing_class, prompts, self.contract.decoding)
+        try:  # sampled tasks seed torch: fork the RNG so training's random stream is untouched
+            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+                replies = generate_by_task(model, processing_class, prompts, self.contract.decoding)
         finally:
             model.train(was_training)
         scored = [{"task": i["task"], "scores": score_item(self.contract.tasks[i["task"]], reply, i["reference"])}
