@@ -87,20 +87,21 @@ class DpoConfig(DpoSettings, dg.Config):
     """The DPO recipe's settings (`lib/training/settings.py`), as the launchpad and run configs set them."""
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", sft_adapter, "preference_pairs", "eval_contract"],
+@dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", sft_adapter, "preference_pairs", "data_splits", "eval_contract"],
           pool=POOL, description="DPO LoRA adapter trained on top of the SFT policy (reference = SFT).")
 def dpo_adapter(context: dg.AssetExecutionContext, config: DpoConfig, store: ArtifactStore,
                 training_launcher: TrainingLauncher) -> dg.MaterializeResult:
     target = store.artifact("dpo_adapter")
     with atomic_directory(target) as staging:
         io = RecipeIO(base_model=str(store.artifact("base_model")), sft_adapter=str(store.artifact("sft_adapter")),
+                      sft_train_file=str(store.path("data_splits", "train")),
                       train_file=str(store.path("preference_pairs", "train")),
                       validation_file=str(store.path("preference_pairs", "validation")), output_dir=str(staging),
                       checkpoint_dir=str(store.checkpoints("dpo_adapter")), **_selection_io(store))
         reported = training_launcher.launch(context, "dpo", config, io)
     return dg.MaterializeResult(
         metadata=_training_metadata(context, target, reported,
-                                    ["base_model", "sft_adapter", "preference_pairs", "eval_contract"]),
+                                    ["base_model", "sft_adapter", "preference_pairs", "data_splits", "eval_contract"]),
         data_version=dg.DataVersion(sha256_tree(target)[:32]))
 
 

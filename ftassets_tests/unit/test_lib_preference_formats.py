@@ -81,3 +81,23 @@ def test_real_sharegpt_preference_file_converts(shared_data, tiny_tokenizer, tmp
     first = pref.kept[0]
     assert first["messages"][-1]["content"] == items[0]["conversations"][-1]["value"]
     assert first["chosen"] == items[0]["chosen"]["value"]
+
+
+def test_dpo_prompts_get_the_system_turn_the_sft_data_used(tmp_path):
+    """No demo text in the recipe: a preference prompt without a system turn gets the SFT split's most
+    common one (or the explicit setting), so DPO sees prompts as SFT did."""
+    import json as _json
+
+    from ftassets.lib.training.dpo import read_pairs, sft_system_prompt
+
+    sft = tmp_path / "train_split.jsonl"
+    rows = [{"messages": [{"role": "system", "content": "Be a router."}, {"role": "user", "content": "q"},
+                          {"role": "assistant", "content": "a"}]}] * 3
+    rows += [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}] * 5
+    sft.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    assert sft_system_prompt(str(sft)) == "Be a router."  # the most common system turn; turn-less rows don't count
+    assert sft_system_prompt(None) is None
+    pairs = tmp_path / "pairs_split.jsonl"
+    pairs.write_text(_json.dumps({"messages": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"}) + "\n")
+    assert read_pairs(str(pairs), "Be a router.")[0]["prompt"][0] == {"role": "system", "content": "Be a router."}
+    assert read_pairs(str(pairs), None)[0]["prompt"][0]["role"] == "user"

@@ -31,15 +31,31 @@ def read_pairs(path: str, system_prompt: str) -> list[dict]:
     return rows
 
 
+def sft_system_prompt(path: str | None) -> str | None:
+    """The most common system turn of the SFT split (None when it has none, or no file is given)."""
+    from collections import Counter
+
+    if not path or not Path(path).is_file():
+        return None
+    turns = Counter()
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            first = json.loads(line)["messages"][0]
+            turns[first["content"] if first["role"] == "system" else None] += 1
+    turns.pop(None, None)
+    return turns.most_common(1)[0][0] if turns else None
+
+
 def load_pairs(settings: DpoSettings, io: RecipeIO):
     """Train and validation pairs; without a validation file, `validation_fraction` is split off (seeded)."""
     from datasets import Dataset
 
-    rows = read_pairs(io.train_file, settings.system_prompt)
+    system = settings.system_prompt if settings.system_prompt is not None else sft_system_prompt(io.sft_train_file)
+    rows = read_pairs(io.train_file, system)
     if not rows:
         raise ValueError(f"{io.train_file}: no preference pairs")
     if io.validation_file:
-        held_out = read_pairs(io.validation_file, settings.system_prompt)
+        held_out = read_pairs(io.validation_file, system)
         return Dataset.from_list(rows), Dataset.from_list(held_out) if held_out else None
     data = Dataset.from_list(rows)
     if settings.validation_fraction <= 0 or len(rows) < 10:
@@ -74,6 +90,7 @@ def main(settings: DpoSettings, io: RecipeIO, report=print, callbacks=()) -> dic
     train, validation = load_pairs(settings, io)
     has_eval = validation is not None
     recipe.prepare(run, {"base_model": io.base_model, "sft_adapter": io.sft_adapter, "pairs_file": io.train_file,
+                         "sft_train_file": io.sft_train_file,
                          "validation_file": io.validation_file}, has_eval)
     trainer = DPOTrainer(model=model, ref_model=None, args=DPOConfig(**recipe.trainer_args(run, has_eval),
                                                                      beta=settings.beta),

@@ -153,9 +153,10 @@ class DpoSettings(RecipeSettings):
     epochs: float = Field(1.0, description="Epochs over the preference pairs (used when max_steps is -1)")
     micro_batch_size: int = Field(4, ge=1, description="Pairs per step")
     eval_steps: int = Field(10, ge=1, description="Validate (and checkpoint) every N steps")
-    system_prompt: str = Field("You are the Nimbus platform support assistant. Be accurate and brief.",
-                               description="System turn prepended to preference prompts that have none, as in the "
-                                           "SFT data")
+    system_prompt: str | None = Field(None, description="System turn prepended to preference prompts that have "
+                                                        "none; default: the most common system turn of the SFT "
+                                                        "data (RecipeIO.sft_train_file), so DPO sees prompts as "
+                                                        "SFT did")
     validation_fraction: float = Field(0.1, ge=0, lt=1, description="Share of pairs held out when no validation "
                                                                     "file is given")
 
@@ -168,6 +169,8 @@ class RecipeIO(_Settings):
     output_dir: str = Field(description="Where the adapter and its training summary are written")
     validation_file: str | None = Field(None, description="Validation split (JSONL)")
     sft_adapter: str | None = Field(None, description="DPO only: the SFT adapter the DPO run starts from")
+    sft_train_file: str | None = Field(None, description="DPO only: the SFT training split, whose most common "
+                                                         "system turn preference prompts without one receive")
     checkpoint_dir: str = Field("", description="Checkpoints (every eval_steps); default <output_dir>/checkpoints")
     contract_file: str | None = Field(None, description="The eval contract (its JSON artifact): its selection section "
                                                         "picks checkpoints on the declared task metric")
