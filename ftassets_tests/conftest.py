@@ -106,9 +106,17 @@ def materialize(data_dir, artifacts_dir, run_config=None, selection="*", instanc
     resources = {"store": ArtifactStore(data_dir=str(data_dir), artifacts_dir=str(artifacts_dir)),
                  "pii": PiiEngine(), "curation": load_curation_settings(data_dir),
                  "training_launcher": training_launcher()}
-    return dg.materialize(list(defs.assets) + list(defs.asset_checks), resources=resources,
-                          run_config=run_config or {}, selection=selection, raise_on_error=False,
-                          instance=instance or dg.DagsterInstance.ephemeral())
+    served = os.environ.get("FTASSETS_DATA_DIR")
+    os.environ["FTASSETS_DATA_DIR"] = str(data_dir)  # as a code location serving this folder (curation settings)
+    try:
+        return dg.materialize(list(defs.assets) + list(defs.asset_checks), resources=resources,
+                              run_config=run_config or {}, selection=selection, raise_on_error=False,
+                              instance=instance or dg.DagsterInstance.ephemeral())
+    finally:
+        if served is None:
+            os.environ.pop("FTASSETS_DATA_DIR", None)
+        else:
+            os.environ["FTASSETS_DATA_DIR"] = served
 
 
 def materialized_keys(result) -> set[str]:

@@ -24,3 +24,12 @@ def scripted(prediction: str, reference: str) -> bool:
     SCRIPT["calls"] += 1
     curve = SCRIPT["curve"]
     return bool(curve[min(evaluation, len(curve) - 1)])
+
+
+def swallowing(prediction: str, reference: str) -> bool:
+    """Sleeps like `sleepy` but catches every Exception around it, as careless user code does."""
+    try:
+        time.sleep(float(prediction))
+    except Exception:  # noqa: BLE001 - the point of this function
+        pass
+    return True

@@ -28,7 +28,7 @@ def test_example_project_runs_end_to_end_from_its_yaml(tmp_path, tiny_model_dir)
 
     meta = lambda key: result.asset_materializations_for_node(key)[0].metadata  # noqa: E731
     validated = meta("validated_examples")
-    assert validated["quarantined"].value == 0 and validated["kept_sft"].value == 160
+    assert validated["quarantined"].value == 0 and validated["kept_sft"].value == 192
     assert validated["kept_preference"].value == 30
     sft = meta("sft_adapter")
     assert sft["selected_on"].value == "eval_task_success"  # the example's contract selects on its tasks

@@ -96,6 +96,8 @@ def test_bleu_chrf_and_a_slow_or_wrong_python_metric():
     assert scores(slow, "0", "")["success"]
     timed_out = scores(slow, "3", "")
     assert not timed_out["success"] and "took longer than 0.2s" in timed_out["errors"][0]
+    careless = {**slow, "function": "ftassets_tests.metric_functions:swallowing"}  # `except Exception` inside
+    assert "took longer than 0.2s" in scores(careless, "3", "")["errors"][0]
     import threading  # off the main thread (no signals there) the call is abandoned, the item still fails
 
     found = {}

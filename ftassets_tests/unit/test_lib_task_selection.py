@@ -82,12 +82,14 @@ def test_a_falling_gold_pass_rate_stops_training_with_the_reason(tmp_path, tiny_
                             for i in range(2)))
     rates = iter([True, True, True, False, False, False])  # 2 gold items: 1.0 at step 2, 0.5 at step 4
     monkeypatch.setattr(task_eval, "gold_item_passes", lambda rules, reply, schemas: (next(rates), []))
-    metric_functions.SCRIPT.update(calls=0, per_eval=4, curve=[1])
-    summary = _run(tmp_path, tiny_model_dir, _contract(tmp_path, metric="loss", sample=4, gold_stop=True),
+    metric_functions.SCRIPT.update(calls=0, per_eval=4, curve=[0, 1])  # the task peaks where gold falls
+    summary = _run(tmp_path, tiny_model_dir, _contract(tmp_path, metric="task_success", sample=4, gold_stop=True),
                    gold_file=str(gold))
     assert summary["stop_reason"] == "gold_pass_rate_drop" and summary["global_steps"] == 4
     assert summary["gold_stop_reason"].startswith("gold pass rate fell from 1.0 at step 2 to 0.5 at step 4")
-    assert summary["selected_on"] == "eval_loss"
+    assert summary["gold_pass_rate_curve"] == [[2, 1.0], [4, 0.5]]
+    assert summary["task_success_curve"] == [[2, 0.0], [4, 1.0]]
+    assert summary["best_step"] == 2  # the step where gold fell is never the one kept, however good its task score
 
 
 def test_selection_needs_validation_items_of_a_declared_task(tmp_path, tiny_model_dir):

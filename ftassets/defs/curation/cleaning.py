@@ -9,7 +9,7 @@ from collections import Counter
 
 import dagster as dg
 
-from ftassets.defs.curation.settings import CurationSettings
+from ftassets.defs.curation.settings import CurationSettings, check_settings_folder
 from ftassets.defs.platform.metadata import file_version, origins_in, partition_check
 from ftassets.defs.platform.resources import ArtifactStore, PiiEngine
 from ftassets.lib.core.errors import GovernanceError
@@ -64,6 +64,7 @@ def observe_sources(instance: dg.DagsterInstance, store: ArtifactStore, curation
           description="Schema- and template-checked chat records; rejects quarantined with file, line and reason.")
 def validated_examples(context: dg.AssetExecutionContext, store: ArtifactStore,
                        curation: CurationSettings) -> dg.MaterializeResult:
+    check_settings_folder(curation, store.data_dir)
     sources = formats.discover_sources(store.data(curation.raw_dir))
     if not sources:
         raise GovernanceError(f"{store.data(curation.raw_dir)}: no sources (folders with source.yaml)")
@@ -99,6 +100,7 @@ def scrub_summary(report) -> dict:
           description="SFT records with PII replaced by typed placeholders (raw PII never leaves this step).")
 def scrubbed_examples(context: dg.AssetExecutionContext, store: ArtifactStore, pii: PiiEngine,
                       curation: CurationSettings) -> dg.MaterializeResult:
+    check_settings_folder(curation, store.data_dir)
     records = store.records("validated_examples", "sft")
     config = curation.scrub
     processes = config.processes(len(records))

@@ -115,6 +115,18 @@ class CurationSettings(dg.ConfigurableResource):
 SETTINGS_FILE = "governance/curation.yaml"
 
 
+def check_settings_folder(curation: "CurationSettings", data_dir: str | Path) -> None:
+    """Curation reads data from `data_dir`: its settings must be that folder's file, not another
+    folder's (a run config that sets the store's data_dir but not FTASSETS_DATA_DIR would mix them)."""
+    from ftassets.lib.core.errors import GovernanceError
+
+    used = Path(curation.settings_file or data_folder() / SETTINGS_FILE).resolve()
+    wanted = (Path(data_dir) / SETTINGS_FILE).resolve()
+    if used != wanted and (used.is_file() or wanted.is_file()):
+        raise GovernanceError(f"curation settings come from {used}, but the data is read from {data_dir}: set "
+                              f"FTASSETS_DATA_DIR={data_dir} for the code location (its settings are {wanted})")
+
+
 def data_folder() -> Path:
     """The data folder the code location serves (as the `store` resource's default)."""
     return Path(os.environ.get("FTASSETS_DATA_DIR", Path(__file__).resolve().parents[3] / "data"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 
 from ftassets.lib.core.tasks import (Bleu, Chrf, Classification, ContainsAll, ContainsAny, ExactMatch, JsonSchema,
@@ -121,8 +122,8 @@ def _python(m: Python, prediction: str, reference: str) -> dict:
     raise ValueError(f"{m.function} returned {type(value).__name__}, not a bool, number or dict")
 
 
-class MetricTimeout(Exception):
-    pass
+class MetricTimeout(BaseException):
+    """Not an Exception: a user's `except Exception` inside the metric must not swallow it."""
 
 
 def call_with_timeout(function, args: tuple, seconds: float, name: str):
@@ -136,12 +137,15 @@ def call_with_timeout(function, args: tuple, seconds: float, name: str):
             raise MetricTimeout(f"{name} took longer than {seconds}s")
 
         previous = signal.signal(signal.SIGALRM, expire)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+        started = time.monotonic()
         try:
             return function(*args)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+            if outer:  # an enclosing timer keeps what is left of its time
+                signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 1e-3))
     result: dict = {}
 
     def target():
@@ -173,7 +177,7 @@ def score_item(task: TaskSpec, prediction: str, reference: str) -> dict:
     for metric in task.metrics:
         try:
             result = SCORERS[metric.kind](metric, prediction, reference)
-        except Exception as exc:  # noqa: BLE001 - a user's metric must not take the evaluation down
+        except (Exception, MetricTimeout) as exc:  # noqa: BLE001 - a user's metric must not take the evaluation down
             errors.append(f"{metric.kind}: {type(exc).__name__}: {exc}"[:300])
             passed.append(False)
             continue

@@ -190,7 +190,7 @@ def finish(run: Run, trainer, tokenizer, outcome: Outcome, asset: str, extra_fil
     for role, payload in (extra_files or {}).items():
         write_json_atomic(out / file_name(asset, role), payload)
     state = trainer.state
-    selection = run.selection.summary() if run.selection is not None else {}
+    selection = run.selection.summary(trainer.state) if run.selection is not None else {}
     stop = ("gold_pass_rate_drop" if selection.get("gold_stop_reason") else
             "max_steps" if state.global_step >= state.max_steps else "early_stop")
     summary = {
