@@ -205,7 +205,8 @@ def _audit_answers_governance_questions(instance, home, initial, first, second, 
     contract = chain["assets"]["eval_contract"]
     assert contract["run_id"] == first.run_id and contract["read_by"] == ["release_decision"]
     assert [(old["run_id"], old["read_by"]) for old in contract["also_read"]] == [
-        (initial.run_id, ["blind_review_packet", "data_splits", "eval_report", "preference_pairs"])]
+        (initial.run_id, ["blind_review_packet", "data_splits", "dpo_adapter", "eval_report", "preference_pairs",
+                          "sft_adapter"])]  # training read it too: its selection section chose the checkpoints
     assert chain["assets"]["eval_contract"]["config"]["contract_file"].endswith("lenient.yaml")
     assert set(chain["sources"]) == {"general_replay", "support_chat", "support_preferences"}
     assert all(len(digest) == 64 for s in chain["sources"].values() for digest in s["files"].values())
