@@ -37,11 +37,12 @@ def sft_system_prompt(path: str | None) -> str | None:
 
     if not path or not Path(path).is_file():
         return None
+    from ftassets.lib.core.files import read_jsonl
+
     turns = Counter()
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            first = json.loads(line)["messages"][0]
-            turns[first["content"] if first["role"] == "system" else None] += 1
+    for record in read_jsonl(Path(path)):
+        first = record["messages"][0]
+        turns[first["content"] if first["role"] == "system" else None] += 1
     turns.pop(None, None)
     return turns.most_common(1)[0][0] if turns else None
 

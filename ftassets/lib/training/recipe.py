@@ -105,11 +105,9 @@ def task_selection(run: Run, has_eval: bool) -> None:
 
 
 def _jsonl(path: str | None) -> list[dict]:
-    import json
+    from ftassets.lib.core.files import read_jsonl
 
-    if not path or not Path(path).is_file():
-        return []
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl(Path(path)) if path and Path(path).is_file() else []
 
 
 def trainer_args(run: Run, has_eval: bool) -> dict:
@@ -119,7 +117,7 @@ def trainer_args(run: Run, has_eval: bool) -> dict:
 
     from ftassets.lib.training.task_eval import METRIC
 
-    on_task = run.selection is not None and run.selection.contract.selection.metric == "task_success"
+    on_task = run.selection is not None and run.selection.on_task
     s = run.settings
     return dict(
         output_dir=str(run.checkpoints), max_length=s.max_length,
@@ -168,7 +166,7 @@ def train(run: Run, trainer, name: str) -> Outcome:
 
 def _best(run: Run, state) -> dict:
     """The checkpoint the Trainer kept, by the metric it chose on (validation loss unless the task)."""
-    if run.selection is None or run.selection.contract.selection.metric != "task_success":
+    if run.selection is None or not run.selection.on_task:
         return {"selected_on": "eval_loss"}
     return {"selected_on": "eval_task_success", "best_step": state.best_global_step,
             "best_task_success": state.best_metric}

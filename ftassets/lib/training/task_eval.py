@@ -101,6 +101,11 @@ class TaskSelection(TrainerCallback):
         self.report({"event": "task_eval", "step": state.global_step, **found,
                      "seconds": round(time.perf_counter() - started, 2)})
 
+    @property
+    def on_task(self) -> bool:
+        """The contract picks the checkpoint by the task metric (else by loss; gold may still stop)."""
+        return self.contract.selection.metric == "task_success"
+
     def _gold_rate(self, replies: list[str]) -> float:
         schemas = schema_tasks(self.contract.tasks)
         return round(sum(gold_item_passes(g["rules"], r, schemas)[0] for g, r in zip(self.gold, replies))
