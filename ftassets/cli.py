@@ -47,6 +47,7 @@ def run(args) -> int:
 
     from ftassets.definitions import defs
     from ftassets.defs.platform.resources import default_resources
+    from ftassets.defs.sweep import main_loop
 
     run_config = {}
     if args.config:
@@ -58,7 +59,8 @@ def run(args) -> int:
     observe_sources(instance)
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
     result = dg.materialize(assets, instance=instance, resources=default_resources(), run_config=run_config,
-                            selection=args.select, raise_on_error=False, tags={"ftassets/entrypoint": "cli"})
+                            selection=main_loop() if args.select == "*" else args.select, raise_on_error=False,
+                            tags={"ftassets/entrypoint": "cli"})
     store = default_resources()["store"]
     manifest_path = store.path("release_decision", "manifest")
     report_path = store.path("eval_report", "markdown")
@@ -94,6 +96,48 @@ def _config_for_selection(run_config: dict, defs, selection: str) -> dict:
     keys = dg.AssetSelection.from_coercible(selection).resolve(defs.resolve_asset_graph())
     names = {key.to_user_string() for key in keys}
     return {**run_config, "ops": {op: c for op, c in run_config["ops"].items() if op in names}}
+
+
+def sweep(args) -> int:
+    """Run the data folder's settings sweep: register its trials (`sweep_plan`), train every trial whose
+    result is missing or stale (one `sft_trial` partition per run), then choose (`sft_sweep`)."""
+    import dagster as dg
+
+    from ftassets.definitions import defs
+    from ftassets.defs import sweep as sweep_defs
+    from ftassets.defs.platform.resources import default_resources
+
+    instance, resources = _instance(), default_resources()
+    store = resources["store"]
+    assets = list(defs.assets or []) + list(defs.asset_checks or [])
+
+    def materialize(selection: str, partition_key: str | None = None):
+        result = dg.materialize(assets, instance=instance, resources=resources, selection=selection,
+                                partition_key=partition_key, raise_on_error=False,
+                                tags={"ftassets/entrypoint": "cli-sweep"})
+        if not result.success:
+            failure = next((e for e in result.all_events if e.is_step_failure), None)
+            error = failure.step_failure_data.error if failure else None
+            print(f"{selection}{f' [{partition_key}]' if partition_key else ''} FAILED (run {result.run_id}): "
+                  f"{error.message.strip() if error else 'see the run in the UI'}", file=sys.stderr)
+        return result.success
+
+    if not materialize("sweep_plan"):
+        return 1
+    for trial in sweep_defs.trials_to_run(store, rerun=args.rerun):
+        print(f"trial {trial.key}: training")
+        if not materialize("sft_trial", trial.key):
+            return 1
+    if not materialize("sft_sweep"):
+        return 1
+    result = store.read_json("sft_sweep", "sweep")
+    for row in result["grid"]:
+        mark = "*" if row["key"] == result["chosen"] else " "
+        print(f" {mark} {row['key']}: {result['metric']} {row['score']} at step {row['best_step']} "
+              f"(validation loss {row['validation_loss']})")
+    print(f"chosen on validation: {result['chosen']} (step {result['chosen_step']})\n"
+          f"its settings as a run config for sft_adapter: {store.path('sft_sweep', 'run_config')}")
+    return 0
 
 
 def freeze_test_set(args) -> int:
@@ -183,9 +227,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="ftassets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="materialize the whole loop and print the release decision")
-    p.add_argument("--select", default="*", help="Dagster asset selection (default: everything)")
+    p.add_argument("--select", default="*", help="Dagster asset selection (default: the whole loop; the "
+                                                   "settings sweep runs with `ftassets sweep`)")
     p.add_argument("--config", help="YAML run config (e.g. data/run_config.yaml, the demo's training budget)")
     p.set_defaults(func=run)
+    p = sub.add_parser("sweep", help="choose SFT settings on the validation split: train every grid point of "
+                                      "governance/sweep.yaml (a Dagster partition each) and pick the best")
+    p.add_argument("--rerun", action="store_true", help="train every trial again, even those up to date")
+    p.set_defaults(func=sweep)
     p = sub.add_parser("freeze-test-set", help="select a new frozen test set and rewrite its lock (needs --reason)")
     p.add_argument("--reason", required=True, help="why the test set changes (kept in the lock's history)")
     p.add_argument("--keep-members", action="store_true",

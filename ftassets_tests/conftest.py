@@ -96,10 +96,12 @@ def tiny_run_config(tiny_model_dir) -> dict:
     }}
 
 
-def materialize(data_dir, artifacts_dir, run_config=None, selection="*", instance=None):
+def materialize(data_dir, artifacts_dir, run_config=None, selection="*", instance=None, partition_key=None):
+    """Materialize into a temporary instance; `*` is the whole loop as `ftassets run` has it (the sweep apart)."""
     import dagster as dg
 
     from ftassets.definitions import defs
+    from ftassets.defs.sweep import main_loop
     from ftassets.defs.curation.settings import load_curation_settings
     from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, training_launcher
 
@@ -110,7 +112,8 @@ def materialize(data_dir, artifacts_dir, run_config=None, selection="*", instanc
     os.environ["FTASSETS_DATA_DIR"] = str(data_dir)  # as a code location serving this folder (curation settings)
     try:
         return dg.materialize(list(defs.assets) + list(defs.asset_checks), resources=resources,
-                              run_config=run_config or {}, selection=selection, raise_on_error=False,
+                              run_config=run_config or {}, selection=main_loop() if selection == "*" else selection,
+                              partition_key=partition_key, raise_on_error=False,
                               instance=instance or dg.DagsterInstance.ephemeral())
     finally:
         if served is None:

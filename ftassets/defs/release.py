@@ -16,12 +16,13 @@ from ftassets.defs.platform.metadata import package_versions
 from ftassets.defs.platform.resources import ArtifactStore
 from ftassets.lib.core.catalog import file_name
 from ftassets.lib.core.contract import EvalContract
-from ftassets.lib.core.files import atomic_directory, sha256_file, sha256_json, write_json_atomic
+from ftassets.lib.core.files import atomic_directory, sha256_file, sha256_json, sha256_tree, write_json_atomic
 from ftassets.lib.core.models import weights_sha256
 from ftassets.lib.evaluation import report as report_lib
 from ftassets.lib.release import audit as audit_lib
 from ftassets.lib.release import model_card, serving
 from ftassets.lib.release.gate import evaluate_gate
+from ftassets.lib.training.sweep import adapter_uses_choice
 
 GROUP = "release"
 INPUTS = ["eval_report", "human_review", "eval_contract", "base_model_record"]
@@ -61,6 +62,20 @@ def _training_section(store: ArtifactStore) -> dict:
         out[key]["adapter_config"] = store.read_json(key, "adapter_config")
         out[key]["adapter_sha256"] = sha256_file(store.path(key, "adapter_weights"))
     return out
+
+
+def sweep_section(store: ArtifactStore, sft_config: dict) -> dict | None:
+    """The settings sweep (`ftassets sweep`), when one was run: its whole grid and choice, whether the
+    shipped SFT adapter was trained with the chosen settings, and on the inputs the sweep saw."""
+    if not store.path("sft_sweep", "sweep").is_file():
+        return None
+    sweep = store.read_json("sft_sweep", "sweep")
+    current = {"base_model": sha256_tree(store.artifact("base_model")),
+               "train_file": sha256_file(store.path("data_splits", "train")),
+               "validation_file": sha256_file(store.path("data_splits", "validation")),
+               "contract_file": sha256_file(store.path("eval_contract", "contract"))}
+    return {**sweep, "sft_adapter_uses_choice": adapter_uses_choice(sweep, sft_config),
+            "inputs_unchanged_since_sweep": {k: sweep["inputs"].get(k) == v for k, v in current.items()}}
 
 
 def _failure_modes(report: dict, tuned_key: str) -> dict:
@@ -112,6 +127,7 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) ->
                        "chat_template_sha256": base_meta.get("chat_template_sha256"),
                        "license_record": store.read_json("base_model_record", "record")["record"]},
         "data": _data_section(chain, store), "training": _training_section(store),
+        "settings_sweep": sweep_section(store, store.read_json("sft_adapter", "summary")["config"]),
         "evaluation": _evaluation_section(report, tuned), "human_review": review,
         "known_failure_modes": _failure_modes(report, tuned),
         "checks": lin.chain_checks(chain), "lineage": trail, "run_id": context.run_id,

@@ -84,6 +84,7 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys
         any(f.endswith("examples.jsonl") for f in manifest["data"]["sources"]["support_chat"]["files"])
     assert set(manifest["data"]["split_id_sha256"]) == {"train", "validation", "test", "gold"}
     assert manifest["training"]["sft_adapter"]["config"]["seed"] == 42
+    assert manifest["settings_sweep"] is None  # no sweep was run for this data (`ftassets sweep`)
     assert manifest["training"]["dpo_adapter"]["adapter_config"]["peft_type"] == "LORA"
     assert manifest["reproduce"]["run_config"]["ops"]["sft_adapter"]["config"]["max_steps"] == 4
     assert manifest["human_review"]["status"] == "pending"

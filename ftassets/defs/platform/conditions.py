@@ -107,7 +107,7 @@ def with_policies(stage_modules, policy: str | None = None, cron: str | None = N
     env_policy, env_cron = training_policy()
     policy, cron = policy or env_policy, cron or env_cron
     wanted = conditions(policy, cron)
-    versions = {m.__name__: code_version(Path(m.__file__), TRAINING_RECIPES if m.__name__.endswith(".training") else ())
+    versions = {m.__name__: code_version(Path(m.__file__), TRAINING_RECIPES if m.__name__.endswith((".training", ".sweep")) else ())
                 for m in stage_modules}
     out = []
     for item in dg.load_assets_from_modules(stage_modules):

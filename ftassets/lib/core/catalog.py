@@ -36,6 +36,9 @@ FILES: dict[str, dict[str, str]] = {
                          "held_back": "held_back.jsonl"},
     "sft_adapter": dict(ADAPTER),
     "dpo_adapter": {**ADAPTER, "stack": "adapter_stack.json"},
+    "sweep_plan": {"plan": "plan.json"},
+    "sft_trial": {**ADAPTER, "trial": "trial.json"},  # one folder per partition (grid point): partition()
+    "sft_sweep": {"sweep": "sweep.json", "run_config": "run_config.yaml"},
     "merged_model": {"stack": "adapter_stack.json", "weights": "model.safetensors"},
     "eval_report": {"report": REPORT, "markdown": REPORT_MARKDOWN},
     "blind_review_packet": {"packet": "packet.jsonl", "key": "key.json"},
@@ -73,6 +76,10 @@ class Catalog:
 
     def path(self, asset: str, role: str) -> Path:
         return self.folder(asset) / file_name(asset, role)
+
+    def partition(self, asset: str, folder: str) -> Path:
+        """The folder of one partition of a partitioned asset (a sweep trial)."""
+        return self.folder(asset) / folder
 
     def checkpoints(self, asset: str) -> Path:
         return self.root / CHECKPOINTS / asset

@@ -29,6 +29,11 @@ def render(manifest: dict, report_markdown: str) -> str:
     training = "\n".join(f"- **{key}**: {t['global_steps']} steps, final train loss {t['final_train_loss']}, "
                          f"lr {t['config'].get('learning_rate')}, LoRA r={t['config'].get('lora_r')}, "
                          f"seed {t['config'].get('seed')}" for key, t in manifest["training"].items())
+    sweep = manifest.get("settings_sweep")
+    training += ("\n- SFT settings: no settings sweep recorded." if not sweep else
+                 f"\n- SFT settings sweep ({sweep['trials']} trials, {sweep['metric']} on the validation split only): "
+                 f"chose `{sweep['chosen']}`; the released adapter "
+                 f"{'uses' if sweep['sft_adapter_uses_choice'] else 'does NOT use'} the chosen settings.")
     return "\n".join([
         "---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
         f"# {manifest['release_name']}", "",

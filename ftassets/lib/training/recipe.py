@@ -89,14 +89,15 @@ def task_selection(run: Run, has_eval: bool) -> None:
         return
     contract = EvalContract.model_validate(json.loads(Path(run.io.contract_file).read_text(encoding="utf-8")))
     selection = contract.selection
-    if selection.metric == "loss" and not selection.gold_stop:
+    gold_stop = selection.gold_stop and not run.io.sweep_trial  # the gold set never chooses a sweep's settings
+    if selection.metric == "loss" and not gold_stop:
         return
     if not has_eval:
-        raise ValueError(f"selection.metric={selection.metric}, gold_stop={selection.gold_stop} in the eval contract "
+        raise ValueError(f"selection.metric={selection.metric}, gold_stop={gold_stop} in the eval contract "
                          f"need evaluations, and this run has no validation split")
     validation = _jsonl(run.io.task_eval_file or run.io.validation_file)
-    gold = _jsonl(run.io.gold_file) if selection.gold_stop else []
-    if selection.gold_stop and not gold:
+    gold = _jsonl(run.io.gold_file) if gold_stop else []
+    if gold_stop and not gold:
         raise ValueError("selection.gold_stop in the eval contract needs the gold set (gold_file)")
     run.selection = TaskSelection(contract, validation, gold, run.report)
     if selection.metric == "task_success" and not run.selection.items:

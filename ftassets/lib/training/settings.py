@@ -178,6 +178,9 @@ class RecipeIO(_Settings):
                                                          "evaluation (default: the validation file; never the test set)")
     gold_file: str | None = Field(None, description="The gold set, read only when the contract's selection.gold_stop "
                                                     "is on")
+    sweep_trial: bool = Field(False, description="A sweep trial (chooses settings): scored on the validation split "
+                                                 "only; the contract's selection.gold_stop is not applied and the "
+                                                 "gold set is never read")
 
 
 SETTINGS = {"sft": SftSettings, "dpo": DpoSettings}
