@@ -125,7 +125,7 @@ def sweep(args) -> int:
     if not materialize("sweep_plan"):
         return 1
     for trial in sweep_defs.trials_to_run(store, rerun=args.rerun):
-        print(f"trial {trial.key}: training")
+        print(f"trial {trial.key}: training", flush=True)
         if not materialize("sft_trial", trial.key):
             return 1
     if not materialize("sft_sweep"):

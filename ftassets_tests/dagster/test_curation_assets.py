@@ -3,7 +3,8 @@
 The real Alpaca demo set (CC BY-NC 4.0) is stopped by the license gate, every record counted; a
 new permissively licensed ShareGPT source flows into training, minus the records that copy real
 ARC-Easy questions (a forgetting benchmark in the contract); a folder without source.yaml is
-quarantined, not skipped; the frozen test set is reproduced from its committed lock, unchanged;
+quarantined, not skipped; a new source that sorts first and copies a frozen test item loses the copy,
+never the test item; the frozen test set is reproduced from its committed lock, unchanged;
 every conservation check passes (with scrubbing split across two processes); re-freezing without a reason fails and leaves the lock alone."""
 
 import json
@@ -48,6 +49,11 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
     (folder / "source.yaml").write_text("license: cc0-1.0\nprovenance: written for this test\nkind: sft\n"
                                         "task: runbook_lookup\nreviewed_by: test\n")
     lock_before = (data / "governance/frozen_test_set.lock.json").read_text()
+    member = json.loads(lock_before)["ids"][0]  # a new source that sorts first copies a frozen test member
+    copied = next(r for r in map(json.loads, (data / "raw/support_chat/examples.jsonl").open()) if r["id"] == member)
+    (data / "raw" / "aaa_copies").mkdir()
+    (data / "raw" / "aaa_copies" / "d.jsonl").write_text(json.dumps({**copied, "id": "copy-1"}) + "\n")
+    (data / "raw" / "aaa_copies" / "source.yaml").write_text("license: cc0-1.0\nprovenance: test\nkind: sft\n")
     config = _config(tiny_model_dir)  # scrubbing in two processes, chunks of 256 records
     config["resources"] = {"curation": {"config": {"scrub": {"workers": 2, "chunk_records": 256}}}}
     result = materialize(data, tmp_path / "artifacts", config, selection=CURATION)
@@ -69,6 +75,8 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
     gold = (Catalog(tmp_path / "artifacts").path("gold_set", "gold")).read_text()
     assert "chloe.becker@initech.net" in raw_gold and "chloe.becker@" not in gold and "<EMAIL_ADDRESS>" in gold
     assert meta("gold_set")["records_with_pii"].value > 0
+    dropped = Catalog(tmp_path / "artifacts").records("deduplicated_examples", "dropped")
+    assert [(d["id"], d["duplicate_of"]) for d in dropped if d["id"] == "copy-1"] == [("copy-1", member)]
     frozen = meta("frozen_test_set")
     assert frozen["action"].value == "reproduced from lock"
     assert frozen["sha256"].value == json.loads(lock_before)["sha256"]

@@ -121,4 +121,7 @@ def test_kubernetes_instance_config_is_valid_for_dagster_k8s(monkeypatch):
     result = process_config(K8sRunLauncher.config_type(), launcher["config"])
     assert result.success, result.errors
     assert result.value["job_namespace"] == "ml" and result.value["job_image"] == "registry.example/ftassets:1"
-    assert "FTASSETS_PG_PASSWORD" in result.value["env_vars"]  # passed from the environment, not written here
+    # the password comes from a Secret: an env_vars entry would copy its value into every run pod's spec
+    assert result.value["env_secrets"] == ["ftassets-postgres"]
+    assert not [v for v in result.value["env_vars"] if any(w in v.upper() for w in ("PASSWORD", "SECRET", "TOKEN"))]
+    assert "FTASSETS_PG_PASSWORD" not in result.value["env_vars"]

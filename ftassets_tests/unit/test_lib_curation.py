@@ -82,6 +82,19 @@ def test_dedup_drops_exact_and_near_duplicates_with_pointer():
     assert 0.8 <= dropped[0]["similarity"] < 1.0
 
 
+def test_a_frozen_test_member_is_kept_whatever_sorts_first():
+    """New data whose folder sorts first and copies a frozen test item must not evict the test item."""
+    text = "Since 10:00 UTC, the primary Postgres cluster is completely down for all customers."
+    records = [_rec("aaa_new-1", text), _rec("aaa_new-2", text.replace("all customers", "all our customers")),
+               _rec("support-7", text), _rec("support-8", "Which port does the metrics agent listen on?")]
+    kept, dropped = dedup.deduplicate(records, threshold=0.8)
+    assert "support-7" in [d["id"] for d in dropped]  # source order alone would drop the test member
+    kept, dropped = dedup.deduplicate(records, threshold=0.8, protected={"support-7"})
+    assert [r["id"] for r in kept] == ["support-7", "support-8"]  # still in source order
+    assert [(d["id"], d["reason"], d["duplicate_of"]) for d in dropped] == [
+        ("aaa_new-1", "exact_duplicate", "support-7"), ("aaa_new-2", "near_duplicate", "support-7")]
+
+
 def test_cluster_report_names_kept_and_removed_with_similarity():
     text = "Since 10:00 UTC, the primary Postgres cluster is completely down for all customers."
     records = [_rec("a", text), _rec("b", text), _rec("c", text.replace("all customers", "all our customers")),

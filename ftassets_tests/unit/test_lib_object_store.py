@@ -55,3 +55,21 @@ def test_a_corrupted_or_unfinished_upload_is_never_read(tmp_path):
     with pytest.raises(osx.ObjectStoreError, match="no _ftassets_manifest.json"):
         osx.fetch(f"file://{tmp_path}/remote/half", tmp_path / "c")
     assert osx.list_artifacts(f"file://{tmp_path}/remote") == ["merged_model"]
+
+
+@pytest.mark.parametrize("key", ["../escaped.txt", "/tmp/absolute.txt", "sub/../../up.txt", "C:/win.txt",
+                                 "a\\..\\b.txt", "./x", ""])
+def test_manifest_keys_outside_the_artifact_folder_write_and_delete_nothing(tmp_path, key):
+    """A tampered (or hostile) manifest cannot make a fetch write, or a publish delete, outside the folder."""
+    local = _artifact(tmp_path / "a")
+    url = f"file://{tmp_path}/remote/store/sft_adapter"
+    files = osx.publish(local, url)
+    manifest = tmp_path / "remote/store/sft_adapter" / osx.MANIFEST
+    manifest.write_text(json.dumps({"files": {**files, key: files["model.safetensors"]}}))
+    (tmp_path / "remote/store/up.txt").write_text("a file beside the artifact")
+    with pytest.raises(osx.ObjectStoreError, match="outside the artifact folder"):
+        osx.fetch(url, tmp_path / "b" / "sft_adapter")
+    with pytest.raises(osx.ObjectStoreError, match="outside the artifact folder"):
+        osx.publish(local, url)
+    assert not (tmp_path / "b").exists() and (tmp_path / "remote/store/up.txt").exists()
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "b" / "escaped.txt").exists()

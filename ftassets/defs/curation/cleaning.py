@@ -15,8 +15,9 @@ from ftassets.defs.platform.resources import ArtifactStore, PiiEngine
 from ftassets.lib.core.errors import GovernanceError
 from ftassets.lib.core.files import sha256_bytes, sha256_file
 from ftassets.lib.core.models import count_chat_tokens, load_tokenizer
-from ftassets.lib.curation import dedup, formats
+from ftassets.lib.curation import dedup, formats, frozen
 from ftassets.lib.curation.pii import chat_fields
+from ftassets.lib.curation.reading import inside
 from ftassets.lib.curation.validation import validate_sources
 from ftassets.lib.governance.license import load_training_data_licenses
 
@@ -76,8 +77,8 @@ def validated_examples(context: dg.AssetExecutionContext, store: ArtifactStore,
     catalog.write_records("validated_examples", "preference", pref.kept)
     quarantine = catalog.write_records("validated_examples", "quarantine", sft.quarantined + pref.quarantined)
     read = len(sft.kept) + len(pref.kept) + len(sft.quarantined) + len(pref.quarantined)
-    inputs = store.file_versions([f for s in sources for f in s.files]
-                                 + [s.folder / "source.yaml" for s in sources if (s.folder / "source.yaml").is_file()])
+    read_files = [f for s in sources for f in s.files] + [s.folder / "source.yaml" for s in sources]
+    inputs = store.file_versions([f for f in read_files if f.is_file() and inside(store.data_dir, f)])  # no symlink out
     context.log.info(f"validated {read} items: {len(sft.kept)} sft, {len(pref.kept)} preference kept")
     return dg.MaterializeResult(metadata={
         "read": read, "kept_sft": len(sft.kept), "kept_preference": len(pref.kept),
@@ -138,7 +139,9 @@ def no_residual_pii(store: ArtifactStore, curation: CurationSettings) -> dg.Asse
 def deduplicated_examples(store: ArtifactStore, curation: CurationSettings) -> dg.MaterializeResult:
     records = store.records("scrubbed_examples", "sft")
     config = curation.dedup
-    kept, dropped = dedup.deduplicate(records, config.near_duplicate_threshold, config.num_perm, config.shingle_size)
+    lock = frozen.load_lock(store.data(curation.split.lock_file))  # frozen test members are never the ones dropped
+    kept, dropped = dedup.deduplicate(records, config.near_duplicate_threshold, config.num_perm, config.shingle_size,
+                                      protected=set(lock["ids"]) if lock else set())
     clusters = dedup.cluster_report(dropped)
     catalog = store.catalog
     path = catalog.write_records("deduplicated_examples", "sft", kept)

@@ -34,12 +34,26 @@ def _fs(url: str):
     return fsspec.core.url_to_fs(url)
 
 
+def confined(key: str) -> bool:
+    """A manifest key names a file inside its artifact: relative, POSIX, no '..', no drive or backslash."""
+    parts = key.split("/")
+    return (bool(key) and not key.startswith("/") and "\\" not in key and ":" not in parts[0]
+            and all(part not in ("", ".", "..") for part in parts))
+
+
 def remote_manifest(url: str) -> dict[str, str] | None:
+    """The published manifest of the artifact at `url` (None if unpublished). A key that would reach
+    outside the artifact's folder ('../x', '/etc/x') is an error naming it: nothing is written or
+    deleted for a manifest that holds one."""
     fs, root = _fs(url)
     path = f"{root.rstrip('/')}/{MANIFEST}"
     if not fs.exists(path):
         return None
-    return json.loads(fs.cat_file(path))["files"]
+    files = json.loads(fs.cat_file(path))["files"]
+    bad = sorted(k for k in files if not isinstance(k, str) or not confined(k))
+    if bad:
+        raise ObjectStoreError(f"{path}: key(s) outside the artifact folder: {', '.join(map(repr, bad[:5]))}")
+    return files
 
 
 def list_artifacts(url: str) -> list[str]:
@@ -47,7 +61,9 @@ def list_artifacts(url: str) -> list[str]:
     fs, root = _fs(url)
     if not fs.exists(root):
         return []
-    return sorted(Path(p).name for p in fs.ls(root, detail=False) if fs.exists(f"{p.rstrip('/')}/{MANIFEST}"))
+    names = (p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)
+             if fs.exists(f"{p.rstrip('/')}/{MANIFEST}"))
+    return sorted(n for n in names if confined(n) and not n.startswith("."))  # never a hidden or parent folder
 
 
 def publish(folder: Path, url: str, files: dict[str, str] | None = None,

@@ -51,32 +51,37 @@ def pair_text(pair: dict) -> str:
 
 
 def deduplicate(records: list[dict], threshold: float = 0.9, num_perm: int = 128, ngram: int = 5,
-                text_of=conversation_text):
-    """Return (kept, dropped). Keep rule: the first record of a cluster in source order stays; each
-    dropped record carries `reason`, `duplicate_of` (the kept record it is closest to) and the
-    estimated Jaccard `similarity` (1.0 for exact duplicates)."""
+                text_of=conversation_text, protected: frozenset[str] | set[str] = frozenset()):
+    """Return (kept, dropped), both in source order. Keep rule: the first record of a cluster in source
+    order stays, except that a `protected` record (a frozen test member) is always the one kept, so new
+    data can never evict it, whatever its folder's name sorts as. Each dropped record carries `reason`,
+    `duplicate_of` (the kept record it is closest to) and the estimated Jaccard `similarity` (1.0 for
+    exact duplicates)."""
     kept, dropped = [], []
     seen: dict[str, str] = {}
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     hashes = {}
-    for record in records:
+    order = sorted(range(len(records)), key=lambda i: records[i]["id"] not in protected)  # stable
+    for index in order:
+        record = records[index]
         text = text_of(record)
         key = exact_key(text)
         if key in seen:
-            dropped.append({**record, "reason": "exact_duplicate", "duplicate_of": seen[key], "similarity": 1.0})
+            dropped.append((index, {**record, "reason": "exact_duplicate", "duplicate_of": seen[key],
+                                    "similarity": 1.0}))
             continue
         mh = minhash(text, num_perm, ngram)
         candidates = sorted((-hashes[c].jaccard(mh), c) for c in lsh.query(mh))
         if candidates and -candidates[0][0] >= threshold:
             similarity, nearest = -candidates[0][0], candidates[0][1]
-            dropped.append({**record, "reason": "near_duplicate", "duplicate_of": nearest,
-                            "similarity": round(similarity, 4)})
+            dropped.append((index, {**record, "reason": "near_duplicate", "duplicate_of": nearest,
+                                    "similarity": round(similarity, 4)}))
             continue
         seen[key] = record["id"]
         lsh.insert(record["id"], mh)
         hashes[record["id"]] = mh
-        kept.append(record)
-    return kept, dropped
+        kept.append((index, record))
+    return [r for _, r in sorted(kept, key=lambda x: x[0])], [r for _, r in sorted(dropped, key=lambda x: x[0])]
 
 
 def cluster_report(dropped: list[dict]) -> list[dict]:

@@ -10,16 +10,13 @@ or a rejection `{"source", "origin", "reason", "detail"}`: nothing is dropped si
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftassets.lib.core.errors import GovernanceError
-from ftassets.lib.core.files import load_yaml, sha256_tree
+from ftassets.lib.core.files import sha256_tree
+from ftassets.lib.curation.reading import DETAILS, inside, iter_raw_items, load_source_yaml, read_meta_sidecar
 
 SOURCE_FIELDS = {"license", "provenance", "format", "task", "reviewed_by", "do_not_train", "kind"}
 SFT_FORMATS = ("openai_chat", "alpaca", "sharegpt", "prompt_response")
@@ -45,7 +42,7 @@ class Source:
 
 def load_source(folder: Path) -> Source:
     folder = Path(folder)
-    spec = load_yaml(folder / "source.yaml")
+    spec = load_source_yaml(folder / "source.yaml")
     unknown = sorted(set(spec) - SOURCE_FIELDS)
     if unknown:
         raise GovernanceError(f"{folder / 'source.yaml'}: unknown field(s): {', '.join(unknown)}")
@@ -73,14 +70,25 @@ def discover_sources(raw_root: Path) -> list[Source]:
         raise GovernanceError(f"{raw_root}: data root has no raw/ folder of sources")
     out = []
     for folder in source_folders(raw_root):
-        if not (folder / "source.yaml").is_file():
+        if not inside(raw_root, folder):
+            out.append(_unusable(folder, "outside_data_dir", f"{folder.name} resolves outside {raw_root}: not read"))
+        elif not valid_source_name(folder.name):
+            out.append(_unusable(folder, "invalid_source_name", "a source folder name must be printable and "
+                                                                 "contain no '...'"))
+        elif not (folder / "source.yaml").is_file():
             out.append(_unusable(folder, "missing_source_yaml", f"{folder.name}/source.yaml not found"))
-            continue
-        try:
-            out.append(load_source(folder))
-        except GovernanceError as exc:
-            out.append(_unusable(folder, "invalid_source_yaml", str(exc)))
+        else:
+            try:
+                out.append(load_source(folder))
+            except Exception as exc:  # any problem of one source.yaml quarantines that source, never the others
+                detail = str(exc) if isinstance(exc, GovernanceError) else f"{type(exc).__name__} reading source.yaml"
+                out.append(_unusable(folder, "invalid_source_yaml", detail))
     return out
+
+
+def valid_source_name(name: str) -> bool:
+    """A folder name that can be a Dagster partition key (`raw_sources`): printable, no '...'."""
+    return name.isprintable() and "..." not in name
 
 
 def source_folders(raw_root: Path) -> list[Path]:
@@ -94,7 +102,8 @@ def source_folders(raw_root: Path) -> list[Path]:
 
 def source_versions(raw_root: Path) -> dict[str, str]:
     """{source folder: content hash of every file in it (data, sidecar, source.yaml)}: a source's version."""
-    return {folder.name: sha256_tree(folder)[:32] for folder in source_folders(raw_root)}
+    return {folder.name: sha256_tree(folder)[:32] for folder in source_folders(raw_root)
+            if valid_source_name(folder.name) and inside(raw_root, folder)}
 
 
 def _unusable(folder: Path, reason: str, detail: str) -> Source:
@@ -111,56 +120,6 @@ def _is_data_file(path: Path) -> bool:
     return (name.endswith(".jsonl") or name.endswith(".json")) and not name.endswith(".meta.jsonl")
 
 
-MAX_LINE_BYTES = 1 << 20  # one record above 1 MiB is an export error, not a chat example
-
-
-def iter_raw_items(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, object, str | None]]:
-    """Yield (line_or_index, parsed_item_or_None, error_reason) for one data file.
-
-    JSONL is streamed line by line and a line over `max_line_bytes` is rejected unparsed; a `.json`
-    file holds one object or a list of them. An empty file, and a file that cannot be read (truncated
-    gzip, I/O error), yield one rejection each, so no file disappears without a trace."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    count, lineno = 0, 0
-    try:
-        with opener(path, "rb") as fh:
-            if path.name.removesuffix(".gz").endswith(".json"):
-                raw = fh.read()
-                if not raw.strip():
-                    yield 0, None, "empty_file"
-                    return
-                items, reason = _parse(raw)
-                if reason:
-                    yield 1, None, reason
-                    return
-                for count, item in enumerate(items if isinstance(items, list) else [items], start=1):
-                    yield count, item, None
-            else:
-                for lineno, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    count += 1
-                    if len(line) > max_line_bytes:
-                        yield lineno, None, "line_too_large"
-                        continue
-                    item, reason = _parse(line)
-                    yield lineno, item, reason
-    except (OSError, EOFError, zlib.error):
-        yield lineno + 1, None, "unreadable_file"
-        return
-    if count == 0:
-        yield 0, None, "empty_file"
-
-
-def _parse(raw: bytes) -> tuple[object, str | None]:
-    try:
-        return json.loads(raw.decode("utf-8")), None
-    except UnicodeDecodeError:
-        return None, "invalid_utf8"
-    except json.JSONDecodeError:
-        return None, "invalid_json"
-
-
 def origin_file(source: Source, path: Path) -> str:
     """How records name their file: relative to the data root (`raw/<source>/<file>`)."""
     return str(path.relative_to(source.folder.parent.parent))
@@ -169,9 +128,23 @@ def origin_file(source: Source, path: Path) -> str:
 def raw_origins(source: Source) -> list[tuple[str, int]]:
     """(file, line) of every raw item validation must account for: each line or list item, or the
     whole file (line 0) when it is empty, or when the source has no usable source.yaml."""
+    out = []
+    for path in source.files:
+        _, problem = file_metadata(source, path)
+        lines = [0] if problem else [line for line, _, _ in iter_raw_items(path)]
+        out += [(origin_file(source, path), line) for line in lines]
+    return out
+
+
+def file_metadata(source: Source, path: Path) -> tuple[dict[str, dict], tuple[str, str] | None]:
+    """A data file's per-id metadata (its sidecar), or why the whole file cannot be read: its source
+    has no usable source.yaml, it resolves outside the data folder, or its sidecar is broken."""
     if source.problem:
-        return [(origin_file(source, path), 0) for path in source.files]
-    return [(origin_file(source, path), line) for path in source.files for line, _, _ in iter_raw_items(path)]
+        return {}, source.problem
+    if not inside(source.folder, path):
+        return {}, ("outside_data_dir", DETAILS["outside_data_dir"])
+    meta, problem = read_meta_sidecar(path)
+    return meta, ("invalid_sidecar", problem) if problem else None
 
 
 def detect_format(item: dict) -> str | None:
@@ -209,7 +182,7 @@ def to_messages(item: dict, fmt: str) -> list[dict]:
             raise ValueError("missing_messages")
         out = [{"role": "system", "content": item["system"]}] if item.get("system") else []
         for t in turns:
-            if not isinstance(t, dict) or not isinstance(t.get("value"), str):
+            if not isinstance(t, dict) or not isinstance(t.get("value"), str) or not isinstance(t.get("from"), str):
                 raise ValueError("malformed_message")
             out.append({"role": SHAREGPT_ROLES.get(str(t.get("from")), t.get("from")), "content": t["value"]})
         return out
@@ -253,7 +226,7 @@ def _messages(value) -> list[dict]:
         raise ValueError("missing_messages")
     out = []
     for m in value:
-        if not isinstance(m, dict) or not isinstance(m.get("content"), str):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or not isinstance(m.get("role"), str):
             raise ValueError("malformed_message")
         out.append({"role": m.get("role"), "content": m["content"]})
     return out
@@ -284,21 +257,3 @@ def _hh_turns(transcript: str) -> list[dict]:
     if not out:
         raise ValueError("hh_malformed")
     return out
-
-
-def read_meta_sidecar(data_file: Path) -> dict[str, dict]:
-    """`examples.jsonl` may have `examples.meta.jsonl` beside it: per-id metadata."""
-    name = data_file.name.removesuffix(".gz")
-    stem = name.removesuffix(".jsonl").removesuffix(".json")
-    sidecar = data_file.with_name(f"{stem}.meta.jsonl")
-    if not sidecar.is_file():
-        return {}
-    meta = {}
-    for lineno, line in enumerate(sidecar.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise GovernanceError(f"{sidecar}:{lineno}: invalid JSON ({exc.msg})") from exc
-            meta[str(row.get("id"))] = row
-    return meta

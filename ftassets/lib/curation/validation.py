@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ftassets.lib.curation.formats import (MAX_LINE_BYTES, PREFERENCE_FORMATS, SFT_FORMATS, Source, detect_format,
-                                           iter_raw_items, origin_file, read_meta_sidecar, to_messages, to_preference)
+from ftassets.lib.curation.formats import (PREFERENCE_FORMATS, SFT_FORMATS, Source, detect_format, file_metadata,
+                                           origin_file, to_messages, to_preference)
+from ftassets.lib.curation.reading import DETAILS, iter_raw_items
 
 KNOWN_ROLES = {"system", "user", "assistant"}
-PARSE_DETAILS = {"line_too_large": f"line longer than {MAX_LINE_BYTES} bytes, not parsed",
-                 "empty_file": "the file holds no records", "unreadable_file": "read failed (truncated gzip or I/O error)"}
 
 
 @dataclass
@@ -69,32 +68,40 @@ def validate_sources(sources: list[Source], count_tokens, max_tokens: int,
             source_reason = "license_not_allowed"
         for path in source.files:
             file = origin_file(source, path)
-            if source.problem:  # no usable source.yaml: the whole file waits in quarantine
-                reason, detail = source.problem
+            meta, file_problem = file_metadata(source, path)
+            if file_problem:  # no usable source.yaml, sidecar or path: the whole file waits in quarantine
+                reason, detail = file_problem
                 result.quarantined.append({"source": source.name, "origin": {"file": file, "line": 0},
                                            "id": None, "reason": reason, "detail": detail})
                 continue
-            meta = read_meta_sidecar(path)
             for line, item, parse_reason in iter_raw_items(path):
                 base = {"source": source.name, "origin": {"file": file, "line": line}}
-                reason, detail, record = parse_reason, PARSE_DETAILS.get(parse_reason), None
-                if reason is None and source_reason:
-                    reason = source_reason
-                if reason is None:
-                    record, reason, detail = _to_record(item, source, meta, line)
-                if reason is None and record["id"] in seen_ids:
-                    reason, detail = "duplicate_id", f"id {record['id']!r} already seen"
-                if reason is None and source.kind == "sft":
-                    reason, detail = _template_reason(record["messages"], count_tokens, max_tokens)
-                if reason is None and source.kind == "preference":
-                    reason, detail = _preference_reason(record, count_tokens, max_tokens)
+                try:
+                    record, reason, detail = _checked(item, parse_reason or source_reason, source, meta, line,
+                                                      seen_ids, count_tokens, max_tokens)
+                except Exception as exc:  # a record no check foresaw: quarantined by type, never a failed step
+                    record, reason, detail = None, "unreadable_record", f"{type(exc).__name__} while validating"
                 if reason is not None:
-                    ident = item.get("id") if isinstance(item, dict) else None
+                    ident = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
                     result.quarantined.append({**base, "id": ident, "reason": reason, "detail": detail})
                     continue
                 seen_ids.add(record["id"])
                 result.kept.append({**record, **base})
     return sft, pref
+
+
+def _checked(item, reason, source: Source, meta: dict, line: int, seen_ids: set[str], count_tokens, max_tokens):
+    """(record, None, None) for an item that passes every check, else (None, reason, detail)."""
+    if reason is not None:
+        return None, reason, DETAILS.get(reason)
+    record, reason, detail = _to_record(item, source, meta, line)
+    if reason is None and record["id"] in seen_ids:
+        reason, detail = "duplicate_id", f"id {record['id']!r} already seen"
+    if reason is None and source.kind == "sft":
+        reason, detail = _template_reason(record["messages"], count_tokens, max_tokens)
+    if reason is None and source.kind == "preference":
+        reason, detail = _preference_reason(record, count_tokens, max_tokens)
+    return (record, None, None) if reason is None else (None, reason, detail)
 
 
 def _to_record(item, source: Source, meta: dict, line: int):
@@ -104,6 +111,8 @@ def _to_record(item, source: Source, meta: dict, line: int):
     allowed = SFT_FORMATS if source.kind == "sft" else PREFERENCE_FORMATS
     if fmt not in allowed:
         return None, "unknown_format", f"could not read as one of {', '.join(allowed)}"
+    if not isinstance(item.get("id", ""), (str, int)) or not isinstance(item.get("task", ""), str):
+        return None, "malformed_record", "id must be a string or integer and task a string"
     ident = str(item.get("id") or f"{source.name}-{line:06d}")
     sidecar = meta.get(ident, {})
     record_meta = {"task": sidecar.get("task") or item.get("task") or source.task,
