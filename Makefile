@@ -33,7 +33,6 @@ $(STAMP): $(PY) pyproject.toml requirements-nodeps.txt
 install: $(STAMP)
 
 run: $(STAMP)
-	mkdir -p data/dagster_home
 	$(VENV)/bin/ftassets run --config data/run_config.yaml
 
 # The PostgreSQL-backed test starts its own server on loopback from Debian's `postgresql` binaries:
@@ -53,7 +52,6 @@ test-fast: $(STAMP)
 	$(PY) -m pytest ftassets_tests/unit ftassets_tests/dagster -m "not slow"
 
 ui: $(STAMP)
-	mkdir -p data/dagster_home
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 # The five issue benchmarks plus the curation-quality ones, each appending its line to benchmarks/RESULTS.md.
@@ -72,4 +70,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/dedup_quality.py --append-results
 
 clean-artifacts:
-	rm -rf data/artifacts data/dagster_home
+	rm -rf data/artifacts storage history schedules

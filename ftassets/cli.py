@@ -46,7 +46,7 @@ def run(args) -> int:
     import dagster as dg
 
     from ftassets.definitions import defs
-    from ftassets.defs.platform.resources import default_resources
+    from ftassets.defs.platform.resources import claim_instance, default_data_dir, default_resources
     from ftassets.defs.sweep import main_loop
 
     run_config = {}
@@ -56,6 +56,7 @@ def run(args) -> int:
         run_config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
     run_config = _config_for_selection(run_config, defs, args.select)
     instance = _instance()
+    claim_instance(instance, default_data_dir())  # before observing: sources of another folder never enter it
     observe_sources(instance)
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
     result = dg.materialize(assets, instance=instance, resources=default_resources(), run_config=run_config,

@@ -73,6 +73,6 @@ def test_ui_serves_the_whole_graph_with_groups_checks_and_lineage(webserver):
         checks = {c["name"]: c["blocking"] for c in (got["assetChecksOrError"] or {}).get("checks", [])}
         assert checks == {ck.name: graph.get_check_spec(ck).blocking
                           for ck in node.check_keys}, key
-    assert {n["groupName"] for n in nodes} == {"governance", "curation", "training", "evaluation", "release"}
+    assert {n["groupName"] for n in nodes} == {"governance", "curation", "training", "sweep", "evaluation", "release"}
     assert served["raw_sources"]["isObservable"]
     assert served["release_decision"]["assetChecksOrError"]["checks"] == [{"name": "release_gate", "blocking": True}]

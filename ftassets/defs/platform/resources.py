@@ -2,6 +2,7 @@
 
 
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ from ftassets.defs.curation.settings import CurationSettings, load_curation_sett
 from ftassets.lib.core import object_store
 from ftassets.lib.core.catalog import Catalog
 from ftassets.lib.core.contract import EvalContract
-from ftassets.lib.core.files import sha256_file
+from ftassets.lib.core.errors import GovernanceError
+from ftassets.lib.core.files import sha256_file, write_json_atomic
 from ftassets.lib.evaluation.review import graded_file
 
 REPO_DATA = Path(__file__).resolve().parents[3] / "data"
@@ -24,6 +26,26 @@ def default_data_dir() -> str:
 
 def default_artifacts_dir() -> str:
     return os.environ.get("FTASSETS_ARTIFACTS_DIR", str(Path(default_data_dir()) / "artifacts"))
+
+
+INSTANCE_CLAIM = "ftassets_data_dir.json"
+
+
+def claim_instance(instance: dg.DagsterInstance, data_dir: str) -> None:
+    """One instance serves one data folder: its lineage, source partitions and sensor cursors describe
+    that folder, and a second folder's runs would interleave with them silently. The first run (or
+    `ftassets run`) records the folder beside the instance's storage; a run reading another is refused."""
+    marker = Path(instance.root_directory) / INSTANCE_CLAIM
+    wanted = str(Path(data_dir).resolve())
+    if not marker.is_file():
+        write_json_atomic(marker, {"data_dir": wanted})
+        return
+    served = json.loads(marker.read_text(encoding="utf-8"))["data_dir"]
+    if served != wanted:
+        raise GovernanceError(
+            f"this Dagster instance ({instance.root_directory}) serves the data folder {served}, and this run reads "
+            f"{wanted}: two folders would share one lineage. Give each data folder its own DAGSTER_HOME (as "
+            f"examples/shop_routing does), or delete {marker} to point this instance at the other folder")
 
 
 class ArtifactStore(dg.ConfigurableResource):
@@ -39,6 +61,8 @@ class ArtifactStore(dg.ConfigurableResource):
     reviews_dir: str = "reviews"  # graded blind-review packets are dropped here, relative to the data dir
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        if context.instance is not None:
+            claim_instance(context.instance, self.data_dir)
         if self.remote_url:
             fetched = self.sync_down()
             if context.log and fetched:
