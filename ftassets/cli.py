@@ -31,6 +31,16 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
+def _instance_for_runs():
+    """The instance, with runs of earlier commands whose process died marked failed (defs/platform/runs.py)."""
+    from ftassets.defs.platform.runs import fail_dead_runs
+
+    instance = _instance()
+    for run_id in fail_dead_runs(instance):
+        print(f"run {run_id}: its process died (killed or out of memory); marked failed", file=sys.stderr)
+    return instance
+
+
 def observe_sources(instance) -> dict[str, str]:
     """Record each raw source's content hash (as the UI's "Observe sources" does): the run's lineage
     then names the source versions it used. Returns {source: data version}."""
@@ -47,6 +57,7 @@ def run(args) -> int:
 
     from ftassets.definitions import defs
     from ftassets.defs.platform.resources import claim_instance, default_data_dir, default_resources
+    from ftassets.defs.platform.runs import process_tags
     from ftassets.defs.sweep import main_loop
 
     run_config = {}
@@ -55,13 +66,13 @@ def run(args) -> int:
 
         run_config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
     run_config = _config_for_selection(run_config, defs, args.select)
-    instance = _instance()
+    instance = _instance_for_runs()
     claim_instance(instance, default_data_dir())  # before observing: sources of another folder never enter it
     observe_sources(instance)
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
     result = dg.materialize(assets, instance=instance, resources=default_resources(), run_config=run_config,
                             selection=main_loop() if args.select == "*" else args.select, raise_on_error=False,
-                            tags={"ftassets/entrypoint": "cli"})
+                            tags={"ftassets/entrypoint": "cli", **process_tags()})
     store = default_resources()["store"]
     manifest_path = store.path("release_decision", "manifest")
     report_path = store.path("eval_report", "markdown")
@@ -107,15 +118,16 @@ def sweep(args) -> int:
     from ftassets.definitions import defs
     from ftassets.defs import sweep as sweep_defs
     from ftassets.defs.platform.resources import default_resources
+    from ftassets.defs.platform.runs import process_tags
 
-    instance, resources = _instance(), default_resources()
+    instance, resources = _instance_for_runs(), default_resources()
     store = resources["store"]
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
 
     def materialize(selection: str, partition_key: str | None = None):
         result = dg.materialize(assets, instance=instance, resources=resources, selection=selection,
                                 partition_key=partition_key, raise_on_error=False,
-                                tags={"ftassets/entrypoint": "cli-sweep"})
+                                tags={"ftassets/entrypoint": "cli-sweep", **process_tags()})
         if not result.success:
             failure = next((e for e in result.all_events if e.is_step_failure), None)
             error = failure.step_failure_data.error if failure else None
@@ -148,16 +160,19 @@ def freeze_test_set(args) -> int:
     from ftassets.definitions import defs
     from ftassets.defs.platform.resources import default_resources
 
+    from ftassets.defs.platform.runs import process_tags
+
     if not args.reason.strip():
         print("--reason is required: say why the test set changes", file=sys.stderr)
         return 2
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
-    result = dg.materialize(assets, instance=_instance(), resources=default_resources(),
+    result = dg.materialize(assets, instance=_instance_for_runs(), resources=default_resources(),
                             selection="*frozen_test_set", raise_on_error=False,  # re-curated from the raw sources
                             run_config={"ops": {"frozen_test_set": {"config": {
                                 "refreeze": True, "refreeze_reason": args.reason,
                                 "keep_members": args.keep_members}}}},
-                            tags={"ftassets/entrypoint": "cli", "ftassets/refreeze_reason": args.reason[:200]})
+                            tags={"ftassets/entrypoint": "cli", "ftassets/refreeze_reason": args.reason[:200],
+                                  **process_tags()})
     print(f"run {result.run_id}: {'re-frozen' if result.success else 'FAILED'}")
     return 0 if result.success else 1
 

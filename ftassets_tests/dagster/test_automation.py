@@ -227,7 +227,7 @@ def test_project_definitions_carry_the_automation():
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
     assert {s.name for s in repo.sensor_defs} == {"raw_sources_sensor", "review_sensor", "incident_sensor",
-                                                  "curation_automation", "model_automation"}
+                                                  "dead_runs_sensor", "curation_automation", "model_automation"}
     assert repo.get_schedule_def("nightly_recuration").cron_schedule == "0 2 * * *"
     graph = defs.resolve_asset_graph()
     conditioned = {n.key.to_user_string() for n in graph.asset_nodes if n.automation_condition is not None}

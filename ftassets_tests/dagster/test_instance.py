@@ -43,3 +43,54 @@ def test_an_instance_refuses_a_second_data_folder(tmp_path):
     assert (tmp_path / "b" / "artifacts").exists() is False
     assert INSTANCE_CLAIM in os.listdir(instance.root_directory)
     assert materialize(first, tmp_path / "a" / "artifacts", selection="eval_contract", instance=instance).success
+
+
+KILLED_RUN = """
+import pathlib, sys, time
+import dagster as dg
+from ftassets.defs.platform.runs import process_tags
+
+@dg.asset
+def slow_asset():
+    pathlib.Path(sys.argv[2]).write_text("started")
+    time.sleep(600)
+
+dg.materialize([slow_asset], instance=dg.DagsterInstance.from_config(sys.argv[1]), tags=process_tags())
+"""
+
+
+def test_a_run_whose_process_was_killed_is_marked_failed_and_stops_holding_its_assets(tmp_path):
+    """kill -9 in the middle of a run (as the OOM killer would): the sensor marks it failed; live runs stay."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ftassets.defs.platform.runs import dead_runs_sensor, fail_dead_runs, process_tags
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    (tmp_path / "run.py").write_text(KILLED_RUN)
+    started = tmp_path / "started"
+    child = subprocess.Popen([sys.executable, str(tmp_path / "run.py"), str(home), str(started)])
+    deadline = time.time() + 120
+    while not started.exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert started.exists(), "the run never started"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    try:
+        (killed,) = instance.get_runs()
+        assert killed.status == dg.DagsterRunStatus.STARTED  # what Dagster alone would show forever
+        alive = instance.add_run(killed.with_status(dg.DagsterRunStatus.STARTED)._replace(
+            run_id="0" * 8 + killed.run_id[8:], tags={**killed.tags, **process_tags()}))  # this live process
+        context = dg.build_sensor_context(instance=instance)
+        assert f"marked failed: {killed.run_id}" in dead_runs_sensor(context).skip_message
+        assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert instance.get_run_by_id(alive.run_id).status == dg.DagsterRunStatus.STARTED
+        assert fail_dead_runs(instance) == []  # once only
+    finally:
+        instance.dispose()

@@ -12,6 +12,7 @@ from ftassets.defs.curation.cleaning import RAW_SOURCES, source_observation
 from ftassets.defs.curation.settings import CurationSettings
 from ftassets.defs.platform.conditions import CURATION, GOVERNANCE, MODEL_ASSETS
 from ftassets.defs.platform.resources import ArtifactStore
+from ftassets.defs.platform.runs import dead_runs_sensor
 from ftassets.lib.core.files import sha256_file, sha256_json, write_json_atomic
 from ftassets.lib.curation import formats
 
@@ -118,6 +119,6 @@ def incident_sensor(context: dg.RunFailureSensorContext, store: ArtifactStore) -
     context.log.warning(f"incident: run {record['run_id']} failed at {', '.join(failed) or 'run level'}: {record['error']}")
 
 
-SENSORS = [raw_sources_sensor, review_sensor, incident_sensor, curation_automation, model_automation]
+SENSORS = [raw_sources_sensor, review_sensor, incident_sensor, dead_runs_sensor, curation_automation, model_automation]
 SCHEDULES = [nightly_recuration]
 JOBS = [recuration_job]
