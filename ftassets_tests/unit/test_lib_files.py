@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from ftassets.lib.core.files import atomic_directory, read_jsonl, sha256_tree, write_jsonl_atomic
@@ -28,3 +30,27 @@ def test_read_jsonl_names_file_and_line(tmp_path):
     path.write_text(path.read_text() + "{broken\n")
     with pytest.raises(ValueError, match=r"a.jsonl:2: invalid JSON"):
         read_jsonl(path)
+
+
+def test_temporary_files_of_a_dead_writer_are_removed_and_never_published(tmp_path):
+    """What a kill between write and rename leaves behind: removed at the next run, never in a manifest."""
+    import subprocess
+
+    from ftassets.lib.core.files import remove_stale_temp, temp_prefix, write_text_atomic
+    from ftassets.lib.core.object_store import local_manifest
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    artifact = tmp_path / "some_asset"
+    write_text_atomic(artifact / "config.txt", "{}")
+    mine = temp_prefix("weights.bin")
+    theirs = mine.replace(f"-{os.getpid()}-", f"-{dead.pid}-")
+    other_host = ".x.ftmp-00000000-" + str(dead.pid) + "-y.tmp"
+    for name in (mine + "a.tmp", theirs + "b.tmp", other_host):
+        (artifact / name).write_bytes(b"half a file")
+    (tmp_path / (theirs.replace("weights.bin", "other_asset") + "staging-c")).mkdir()
+    assert local_manifest(artifact) == {"config.txt": local_manifest(artifact)["config.txt"]}
+    removed = remove_stale_temp(tmp_path)
+    assert sorted(p.name for p in removed) == sorted([theirs.replace("weights.bin", "other_asset")
+                                                       + "staging-c", theirs + "b.tmp"])
+    assert sorted(p.name for p in artifact.iterdir()) == sorted(["config.txt", mine + "a.tmp", other_host])

@@ -14,7 +14,7 @@ from ftassets.lib.core import object_store
 from ftassets.lib.core.catalog import Catalog
 from ftassets.lib.core.contract import EvalContract
 from ftassets.lib.core.errors import GovernanceError
-from ftassets.lib.core.files import sha256_file, write_json_atomic
+from ftassets.lib.core.files import remove_stale_temp, sha256_file, write_json_atomic
 from ftassets.lib.evaluation.review import graded_file
 
 REPO_DATA = Path(__file__).resolve().parents[3] / "data"
@@ -63,6 +63,9 @@ class ArtifactStore(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         if context.instance is not None:
             claim_instance(context.instance, self.data_dir)
+        removed = remove_stale_temp(Path(self.artifacts_dir))  # left by a killed run: never read, never published
+        if context.log and removed:
+            context.log.info(f"removed {len(removed)} temporary file(s) of a run that died")
         if self.remote_url:
             fetched = self.sync_down()
             if context.log and fetched:

@@ -10,7 +10,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -45,10 +47,51 @@ def sha256_json(obj) -> str:
     return sha256_bytes(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode())
 
 
+# every temporary name this project makes: its writer's host (hashed) and pid inside, so a cleanup
+# never touches a live write of another process, nor any write of another machine on shared storage
+TEMP = re.compile(r"^\..*\.ftmp-([0-9a-f]{8})-(\d+)-")
+
+
+def _host() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def temp_prefix(name: str, kind: str = "") -> str:
+    """The name prefix of a temporary file or folder for `name`: hidden, marked, owned by this process."""
+    return f".{name}.ftmp-{_host()}-{os.getpid()}-{kind}"
+
+
+def is_temp(name: str) -> bool:
+    return TEMP.match(name) is not None
+
+
+def remove_stale_temp(root: Path) -> list[Path]:
+    """Remove the temporary files and folders under `root` whose writing process on this machine is gone
+    (a crash or a kill between write and rename); live writes and other machines' are left alone.
+    Returns what was removed."""
+    removed = []
+    for path in sorted(Path(root).rglob(".*")) if Path(root).is_dir() else []:
+        match = TEMP.match(path.name)
+        if match and match.group(1) == _host() and not _running(int(match.group(2))) and path.exists():
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -100,7 +143,7 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.staging-"))
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=temp_prefix(target.name, "staging-")))
     staging.chmod(0o755)
     try:
         yield staging
@@ -109,7 +152,7 @@ def atomic_directory(target: Path) -> Iterator[Path]:
         raise
     retired = None
     if target.exists():
-        retired = target.parent / f".{target.name}.retired-{os.getpid()}"
+        retired = target.parent / temp_prefix(target.name, "retired")
         shutil.rmtree(retired, ignore_errors=True)
         os.replace(target, retired)
     os.replace(staging, target)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import fsspec
 
-from ftassets.lib.core.files import sha256_file
+from ftassets.lib.core.files import is_temp, sha256_file, temp_prefix
 
 MANIFEST = "_ftassets_manifest.json"
 
@@ -26,8 +26,10 @@ class ObjectStoreError(RuntimeError):
 
 
 def local_manifest(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(Path(folder).rglob("*"))
-            if p.is_file() and p.name != MANIFEST}
+    """{relative path: sha256} of an artifact's files; temporary files of an unfinished write never count."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST and not any(is_temp(part) for part in p.relative_to(folder).parts)}
 
 
 def _fs(url: str):
@@ -97,7 +99,7 @@ def fetch(url: str, folder: Path) -> bool:
         return False
     fs, root = _fs(url)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.fetch-", dir=folder.parent))
+    staging = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name, "fetch-"), dir=folder.parent))
     try:
         for rel, digest in files.items():
             target = staging / rel
@@ -107,7 +109,7 @@ def fetch(url: str, folder: Path) -> bool:
                 raise ObjectStoreError(f"{url}/{rel}: sha256 {sha256_file(target)[:16]}... does not match the "
                                        f"manifest's {digest[:16]}...")
         if folder.exists():
-            old = folder.with_name(f".{folder.name}.replaced-{os.getpid()}")
+            old = folder.with_name(temp_prefix(folder.name, "replaced"))
             os.replace(folder, old)
             os.replace(staging, folder)
             shutil.rmtree(old, ignore_errors=True)
