@@ -58,20 +58,24 @@ def run(args) -> int:
     from ftassets.definitions import defs
     from ftassets.defs.platform.resources import claim_instance, default_data_dir, default_resources
     from ftassets.defs.platform.runs import process_tags
-    from ftassets.defs.sweep import main_loop
 
     run_config = {}
     if args.config:
         import yaml
 
         run_config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
-    run_config = _config_for_selection(run_config, defs, args.select)
+    try:
+        selection, names = parse_selection(args.select, defs)
+    except SelectionError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    run_config = _config_for_selection(run_config, None if args.select.strip() == "*" else names)
     instance = _instance_for_runs()
     claim_instance(instance, default_data_dir())  # before observing: sources of another folder never enter it
     observe_sources(instance)
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
     result = dg.materialize(assets, instance=instance, resources=default_resources(), run_config=run_config,
-                            selection=main_loop() if args.select == "*" else args.select, raise_on_error=False,
+                            selection=selection, raise_on_error=False,
                             tags={"ftassets/entrypoint": "cli", **process_tags()})
     store = default_resources()["store"]
     manifest_path = store.path("release_decision", "manifest")
@@ -98,15 +102,58 @@ def run(args) -> int:
     return 0 if result.success else 1
 
 
-def _config_for_selection(run_config: dict, defs, selection: str) -> dict:
-    """A run config file names ops for the whole graph; a run of a selection gets only the selected ones
-    (Dagster rejects config for ops outside the job)."""
-    import dagster as dg
+class SelectionError(ValueError):
+    """A --select text that names no asset, or cannot be read."""
 
-    if selection == "*" or not run_config.get("ops"):
+
+def parse_selection(text: str, defs):
+    """`--select` as Dagster reads it (`*a`, `a+`, `key:a or group:b`), plus what people type: a comma-
+    separated list (`a,b`) and `or` between legacy terms (`*a or *b`). `*` is the whole loop (the settings
+    sweep apart). Returns (AssetSelection, asset names); a bad text is a SelectionError saying why."""
+    import dagster as dg
+    from dagster._core.errors import DagsterError
+
+    from ftassets.defs.sweep import main_loop
+
+    def one(term: str):
+        try:
+            return dg.AssetSelection.from_coercible(term)
+        except DagsterError:
+            pieces = [p.strip() for p in term.split(" or ")]
+            if len(pieces) > 1 and all(pieces):
+                return _union([one(p) for p in pieces])
+            raise SelectionError(f"--select {text!r}: cannot read {term!r} (examples: 'sft_adapter', "
+                                 f"'*frozen_test_set', 'eval_report+', 'a,b', 'group:curation')") from None
+
+    graph = defs.resolve_asset_graph()
+    terms = [t.strip() for t in text.split(",")]
+    if text.strip() == "*":
+        selection = main_loop()
+    elif not all(terms):
+        raise SelectionError(f"--select {text!r}: an empty name in the list")
+    else:
+        selection = _union([one(t) for t in terms])
+    try:
+        names = {key.to_user_string() for key in selection.resolve(graph)}
+    except DagsterError as exc:
+        raise SelectionError(f"--select {text!r}: {str(exc).splitlines()[0]}") from None
+    if not names:
+        raise SelectionError(f"--select {text!r} selects no asset")
+    return selection, names
+
+
+def _union(selections: list):
+    out = selections[0]
+    for other in selections[1:]:
+        out = out | other
+    return out
+
+
+def _config_for_selection(run_config: dict, names: set[str] | None) -> dict:
+    """A run config file names ops for the whole graph; a run of a selection gets only the selected ones
+    (Dagster rejects config for ops outside the job). `names` None: the whole loop."""
+    if names is None or not run_config.get("ops"):
         return run_config
-    keys = dg.AssetSelection.from_coercible(selection).resolve(defs.resolve_asset_graph())
-    names = {key.to_user_string() for key in keys}
     return {**run_config, "ops": {op: c for op, c in run_config["ops"].items() if op in names}}
 
 
