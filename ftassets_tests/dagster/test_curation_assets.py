@@ -71,6 +71,8 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
     assert validated["quarantine_reasons"].value["license_not_allowed"] == 120
     assert validated["quarantine_reasons"].value["missing_source_yaml"] == 1
     assert meta("scrubbed_examples")["scrub_processes"].value == 2
+    samples = meta("scrubbed_examples")["scrubbed_samples"].value  # placeholders escaped, so the UI shows them
+    assert "&lt;" in samples and "&gt;" in samples and "<" not in samples.replace("&lt;", "")
     raw_gold = (data / "eval/gold_set.jsonl").read_text()
     gold = (Catalog(tmp_path / "artifacts").path("gold_set", "gold")).read_text()
     assert "chloe.becker@initech.net" in raw_gold and "chloe.becker@" not in gold and "<EMAIL_ADDRESS>" in gold

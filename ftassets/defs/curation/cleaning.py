@@ -3,6 +3,7 @@ record is kept with its reason, and a blocking check per stage proves the counts
 held-out sets follow in `heldout.py`, the decontaminated splits in `splits.py`.)"""
 
 
+import html
 import json
 import re
 from collections import Counter
@@ -110,7 +111,8 @@ def scrubbed_examples(context: dg.AssetExecutionContext, store: ArtifactStore, p
     samples = [r["messages"][1]["content"][:240] for r in scrubbed if r["pii_found"]][:3]
     return dg.MaterializeResult(metadata={
         "records": len(scrubbed), **scrub_summary(report), "scrub_processes": processes,
-        "scrubbed_samples": dg.MetadataValue.md("\n\n".join(f"> {s}" for s in samples) or "(none)"),
+        # escaped: the UI renders Markdown as HTML, where a bare <PERSON> placeholder is an unknown tag and vanishes
+        "scrubbed_samples": dg.MetadataValue.md("\n\n".join(f"> {html.escape(s)}" for s in samples) or "(none)"),
         "path": dg.MetadataValue.path(str(path)), "config": dg.MetadataValue.json(config.model_dump())},
         data_version=file_version(path))
 
