@@ -166,7 +166,7 @@ class TrainingLauncher(dg.ConfigurableResource):
     """Where the training recipes run, always through Dagster Pipes: a local subprocess (default), or
     a Kubernetes pod (`kind: k8s`, dagster-k8s `PipesK8sClient`) on a GPU node. The pod needs an image
     with ftassets installed and the artifacts folder mounted at the same path (a shared volume claim),
-    because recipes read and write the paths the asset gives them. Select by env vars (see README)."""
+    because recipes read and write the paths the asset gives them. Select by env vars (docs/training.md)."""
 
     kind: str = "subprocess"
     image: str = ""
