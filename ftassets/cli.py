@@ -55,9 +55,12 @@ def run(args) -> int:
     """Materialize the complete asset graph (or a selection) into the persistent instance."""
     import dagster as dg
 
-    from ftassets.definitions import defs
+    from ftassets.definitions import build_definitions
     from ftassets.defs.platform.resources import claim_instance, default_data_dir, default_resources
     from ftassets.defs.platform.runs import process_tags
+    from ftassets.defs.platform.sensors import LOOP_JOB
+
+    defs = build_definitions()  # for the data folder and resources the environment names now
 
     run_config = {}
     if args.config:
@@ -65,7 +68,7 @@ def run(args) -> int:
 
         run_config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
     try:
-        selection, names = parse_selection(args.select, defs)
+        _, names = parse_selection(args.select, defs)
     except SelectionError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -73,10 +76,11 @@ def run(args) -> int:
     instance = _instance_for_runs()
     claim_instance(instance, default_data_dir())  # before observing: sources of another folder never enter it
     observe_sources(instance)
-    assets = list(defs.assets or []) + list(defs.asset_checks or [])
-    result = dg.materialize(assets, instance=instance, resources=default_resources(), run_config=run_config,
-                            selection=selection, raise_on_error=False,
-                            tags={"ftassets/entrypoint": "cli", **process_tags()})
+    # the loop's named job (a subset of it for --select): the run can be re-executed from the UI
+    keys = None if args.select.strip() == "*" else [dg.AssetKey.from_user_string(n) for n in sorted(names)]
+    result = defs.get_job_def(LOOP_JOB).execute_in_process(
+        run_config=run_config, instance=instance, asset_selection=keys, raise_on_error=False,
+        tags={"ftassets/entrypoint": "cli", **process_tags()})
     store = default_resources()["store"]
     manifest_path = store.path("release_decision", "manifest")
     report_path = store.path("eval_report", "markdown")

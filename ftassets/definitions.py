@@ -10,11 +10,18 @@ from ftassets.defs.platform.resources import default_resources
 
 STAGES = [governance, cleaning, heldout, splits, training, sweep, evaluation, release]
 
-defs = dg.Definitions(
-    assets=conditions.with_policies(STAGES),
-    asset_checks=dg.load_asset_checks_from_modules(STAGES),
-    jobs=sensors.JOBS,
-    sensors=sensors.SENSORS,
-    schedules=sensors.SCHEDULES,
-    resources=default_resources(),
-)
+
+
+def build_definitions() -> dg.Definitions:
+    """The Definitions as the environment says now (data folder, training policy, resources)."""
+    return dg.Definitions(
+        assets=conditions.with_policies(STAGES),
+        asset_checks=dg.load_asset_checks_from_modules(STAGES),
+        jobs=[*sensors.JOBS, sensors.loop_job()],
+        sensors=sensors.SENSORS,
+        schedules=sensors.SCHEDULES,
+        resources=default_resources(),
+    )
+
+
+defs = build_definitions()

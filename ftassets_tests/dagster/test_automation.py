@@ -192,6 +192,26 @@ def test_source_sensor_requests_curation_once_per_state_of_the_data(tmp_path):
     assert json.loads(third.cursor)["new_team"] == json.loads(third.cursor)["support_chat"]
 
 
+def test_source_sensor_without_a_cursor_starts_from_what_was_last_curated(tmp_path):
+    """The first daemon tick after `make run` (observations, then curation) launches nothing."""
+    from ftassets.defs.curation.cleaning import observe_sources
+
+    data = data_copy(tmp_path, "raw")
+    store = ArtifactStore(data_dir=str(data), artifacts_dir=str(tmp_path / "artifacts"))
+    instance = dg.DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(dg.AssetMaterialization("base_model"))
+    observe_sources(instance, store, CurationSettings())  # what `ftassets run` does before it curates
+    with dg.build_sensor_context(instance=instance, resources={"store": store, "curation": CurationSettings()}) as ctx:
+        assert len(sensors.raw_sources_sensor(ctx).run_requests) == 1  # observed, not curated yet: curate
+    instance.report_runless_asset_event(dg.AssetMaterialization("validated_examples"))
+    with dg.build_sensor_context(instance=instance, resources={"store": store, "curation": CurationSettings()}) as ctx:
+        assert "no source changed" in sensors.raw_sources_sensor(ctx).skip_message
+    (data / "raw/support_chat/examples.jsonl").write_bytes(b"{}\n")  # changed after that curation
+    with dg.build_sensor_context(instance=instance, resources={"store": store, "curation": CurationSettings()}) as ctx:
+        result = sensors.raw_sources_sensor(ctx)
+    assert result.run_requests[0].tags["ftassets/source_changes"] == "changed: support_chat"
+
+
 def test_review_sensor_runs_once_per_graded_file(tmp_path):
     store = ArtifactStore(data_dir=str(tmp_path / "data"), artifacts_dir=str(tmp_path / "artifacts"))
     instance = dg.DagsterInstance.ephemeral()

@@ -42,3 +42,23 @@ def test_whole_loop_leaves_the_sweep_out_and_bad_selections_are_errors_not_trace
             cli.parse_selection(text, defs)
     assert cli.main(["run", "--select", "sft_adaptr"]) == 2
     assert "--select 'sft_adaptr'" in capsys.readouterr().err
+
+
+def test_run_goes_through_the_loop_job_so_the_ui_can_re_execute_it(tmp_path, monkeypatch, capsys):
+    import dagster as dg
+
+    from ftassets.definitions import build_definitions
+    from ftassets_tests.conftest import data_copy
+
+    data = data_copy(tmp_path, "governance", "eval")
+    (data / "run_config.yaml").write_text(yaml.safe_dump({"ops": {"sft_adapter": {"config": {"max_steps": 7}}}}))
+    (tmp_path / "home").mkdir()
+    for name, value in (("DAGSTER_HOME", tmp_path / "home"), ("FTASSETS_DATA_DIR", data)):
+        monkeypatch.setenv(name, str(value))
+    job = build_definitions().resolve_job_def("finetune_loop")  # the launchpad's defaults: the folder's run config
+    assert job.run_config == {"ops": {"sft_adapter": {"config": {"max_steps": 7}}}}
+    assert cli.main(["run", "--select", "eval_contract"]) == 0
+    assert "materialized 1 assets: eval_contract" in capsys.readouterr().out
+    (run,) = dg.DagsterInstance.get().get_runs()
+    assert run.job_name == "finetune_loop" and run.asset_selection == {dg.AssetKey("eval_contract")}
+    assert (data / "artifacts" / "eval_contract").is_dir()

@@ -30,10 +30,10 @@ def test_editing_one_example_recurates_exactly_downstream_and_never_trains(tmp_p
     shutil.copytree(DATA, data, ignore=shutil.ignore_patterns("artifacts", "dagster_home", "reviews"))
     home = work / "home"
     home.mkdir(parents=True)
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # the project's instance config, storage under work/
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # the project's instance config, storage under home/
     artifacts = tmp_path / "artifacts"
     cwd = os.getcwd()
-    os.chdir(work)  # dagster.yaml paths are relative to the working directory, as for make ui
+    os.chdir(work)  # as for make ui (the instance's paths follow DAGSTER_HOME, not this folder)
     try:
         instance = dg.DagsterInstance.from_config(str(home))
         done = materialize(data, artifacts, {"ops": {"base_model": {"config": {"source": str(tiny_model_dir)}}}},

@@ -5,6 +5,7 @@ failed runs."""
 import json
 import os
 import time
+from pathlib import Path
 
 import dagster as dg
 
@@ -13,6 +14,7 @@ from ftassets.defs.curation.settings import CurationSettings
 from ftassets.defs.platform.conditions import CURATION, GOVERNANCE, MODEL_ASSETS
 from ftassets.defs.platform.resources import ArtifactStore
 from ftassets.defs.platform.runs import dead_runs_sensor
+from ftassets.defs.sweep import main_loop
 from ftassets.lib.core.files import sha256_file, sha256_json, write_json_atomic
 from ftassets.lib.curation import formats
 
@@ -34,6 +36,23 @@ model_automation = dg.AutomationConditionSensorDefinition(
     description="Training per FTASSETS_TRAINING_POLICY; evaluation and release follow a new model. Never retried.")
 
 
+def last_curated(instance: dg.DagsterInstance) -> dict[str, str]:
+    """The source versions the last curation read: each source's latest observation before the latest
+    `validated_examples` materialization. A sensor with no cursor yet (a first `make ui` after `make run`)
+    starts from here, so data already curated is not curated again."""
+    curated = instance.fetch_materializations(dg.AssetKey("validated_examples"), limit=1).records
+    if not curated:
+        return {}
+    observed = instance.fetch_observations(dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey("raw_sources"), before_storage_id=curated[0].storage_id), limit=10_000).records
+    latest: dict[str, str] = {}
+    for r in observed:  # newest first
+        obs = r.asset_observation
+        if obs.partition and obs.tags and "dagster/data_version" in obs.tags:
+            latest.setdefault(obs.partition, obs.tags["dagster/data_version"])
+    return latest
+
+
 def source_changes(previous: dict[str, str], current: dict[str, str]) -> dict[str, list[str]]:
     return {"new": sorted(set(current) - set(previous)), "removed": sorted(set(previous) - set(current)),
             "changed": sorted(k for k in set(current) & set(previous) if current[k] != previous[k])}
@@ -49,7 +68,7 @@ def raw_sources_sensor(context: dg.SensorEvaluationContext, store: ArtifactStore
                        curation: CurationSettings) -> dg.SensorResult | dg.SkipReason:
     raw = store.data(curation.raw_dir)
     current = formats.source_versions(raw)
-    previous = json.loads(context.cursor) if context.cursor else {}
+    previous = json.loads(context.cursor) if context.cursor else last_curated(context.instance)
     changes = source_changes(previous, current)
     if not any(changes.values()):
         return dg.SkipReason(f"no source changed ({len(current)} sources under {raw})")
@@ -76,6 +95,28 @@ def nightly_cron() -> str:
 recuration_job = dg.define_asset_job(
     "recuration", selection=dg.AssetSelection.assets("raw_sources", *GOVERNANCE, *CURATION),
     tags=CURATION_TAGS, description="Observe every source and re-curate from the governed files.")
+
+LOOP_JOB = "finetune_loop"
+RUN_CONFIG_FILE = "run_config.yaml"  # in the data folder: the budget `make run` trains with
+
+
+def loop_run_config() -> dict:
+    """The data folder's run config (`<data dir>/run_config.yaml`, e.g. the demo's training budget): the
+    launchpad defaults of the loop job, so a re-execution from the UI runs what `make run` ran."""
+    import yaml
+
+    from ftassets.defs.platform.resources import default_data_dir
+
+    path = Path(default_data_dir()) / RUN_CONFIG_FILE
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+
+
+def loop_job():
+    """The whole loop as a named job (built when the definitions load: it carries that data folder's run config)."""
+    return dg.define_asset_job(
+        LOOP_JOB, selection=main_loop(), config=loop_run_config(),
+        description="The whole loop, as `make run` / `ftassets run` runs it (the settings sweep apart), with the "
+                    "data folder's run_config.yaml as its launchpad defaults: re-executable from the UI.")
 
 nightly_recuration = dg.ScheduleDefinition(
     name="nightly_recuration", job=recuration_job, cron_schedule=nightly_cron(),
