@@ -80,6 +80,7 @@ def chat_template_loss_mask(store: ArtifactStore) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata={
         "value": min(audit["round_trip_ok"], audit["mask_exact_ok"]), "threshold": audit["audited"],
         "round_trip_ok": audit["round_trip_ok"], "mask_exact_ok": audit["mask_exact_ok"],
+        "what_failed": audit.get("explanation", ""),
         "first_failure": dg.MetadataValue.json(audit["first_failure"] or {})})
 
 

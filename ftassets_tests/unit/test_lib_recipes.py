@@ -142,6 +142,41 @@ def test_template_audit_accepts_exactly_the_assistant_turn(tiny_tokenizer):
     assert not truncated["round_trip"] and not truncated["mask_exact"]
 
 
+def test_template_audit_spreads_over_the_split_and_says_what_failed(tiny_tokenizer):
+    from ftassets.lib.training.template_audit import audit
+
+    def example(i):
+        prompt = [{"role": "user", "content": f"Question number {i}?"}]
+        completion = [{"role": "assistant", "content": f"Answer {i}."}]
+        ids = tiny_tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=True)["input_ids"]
+        start = len(tiny_tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
+                                                       return_dict=True)["input_ids"])
+        cut = 1 if i >= 90 else 0  # the last rows (one source, say) were truncated by the trainer
+        return ({"prompt": prompt, "completion": completion},
+                {"input_ids": ids[:len(ids) - cut], "labels": ([-100] * start + ids[start:])[:len(ids) - cut]})
+
+    rows = [example(i) for i in range(100)]
+    result = audit(tiny_tokenizer, [r[0] for r in rows], [r[1] for r in rows], limit=16)
+    assert result["audited"] == 16 and result["first_failure_row"] == 92  # the first 16 rows alone all pass
+    assert result["round_trip_ok"] == result["mask_exact_ok"] == 14
+    assert result["explanation"].startswith("2 of 16 audited examples do not decode back")
+    assert "first: row 92" in result["explanation"]
+
+
+def test_an_example_longer_than_max_length_stops_training_with_what_to_change(tiny_tokenizer):
+    from ftassets.lib.training.checks import check_lengths
+    from ftassets.lib.training.settings import RecipeConfigError
+
+    short = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    long = [{"role": "user", "content": "word " * 300}, {"role": "assistant", "content": "ok"}]
+    check_lengths(tiny_tokenizer, [short, long], 1024, "training examples")  # fits: nothing raised
+    with pytest.raises(RecipeConfigError) as info:
+        check_lengths(tiny_tokenizer, [short, long, long], 64, "training examples")
+    message = str(info.value)
+    assert message.startswith("max_length=64: 2 of 3 training examples are longer (longest ")
+    assert "set `max_tokens: 64` in the data folder's governance/curation.yaml" in message
+
+
 def test_scoring_only_labelled_positions_gives_the_same_per_token_log_probs(tiny_model_dir, monkeypatch):
     """The CPU compaction of trl's fused LM head changes which positions are projected, not the
     result: per-token log-probs, entropy, top-1 hits and the loss equal the every-position path."""

@@ -66,7 +66,9 @@ def test_choice_is_the_best_validation_score_then_the_lower_loss(tmp_path):
     result = choose(plan.trials(), _records(plan, [(0.5, 0.40), (0.7, 0.50), (0.7, 0.45)]), _current(plan))
     assert result["chosen"] == "learning_rate=0.003" and result["chosen_score"] == 0.7
     assert [row["score"] for row in result["grid"]] == [0.5, 0.7, 0.7] and result["higher_is_better"]
-    assert run_config(result) == {"ops": {"sft_adapter": {"config": {"learning_rate": 0.003}}}}
+    chosen = run_config(result)["ops"]["sft_adapter"]["config"]
+    assert chosen["learning_rate"] == 0.003 and chosen == {k: v for k, v in result["chosen_settings"].items()
+                                                           if k != "resume"}
     assert adapter_uses_choice(result, {**result["chosen_settings"], "resume": False, "output_dir": "x"})
     assert not adapter_uses_choice(result, {**result["chosen_settings"], "learning_rate": 0.002})
     on_loss = choose(plan.trials(), _records(plan, [(0.40, 0.40), (0.30, 0.30), (0.35, 0.35)], "loss"), _current(plan))

@@ -75,3 +75,19 @@ def check_packing(packing: bool) -> None:
     if packing and not (torch.cuda.is_available() and importlib.util.find_spec("flash_attn")):
         _fail("packing", True, "padding-free packing needs CUDA and the flash-attn package; on this machine "
                                "keep packing off (group_by_length already removes most padding)")
+
+
+def check_lengths(tokenizer, conversations: list[list[dict]], max_length: int, what: str) -> None:
+    """Every training conversation fits `max_length` tokens as the chat template renders it: trl would
+    cut a longer one silently (mid-answer, or with no answer left to learn from). One length policy
+    from curation to training: curation quarantines what exceeds its `max_tokens` as `too_long`; this
+    refuses a run whose limit is lower than what curation let through, and says what to change."""
+    from ftassets.lib.core.models import count_chat_tokens
+
+    lengths = [count_chat_tokens(tokenizer, c) for c in conversations]  # counted as curation counts them
+    longer = [n for n in lengths if n > max_length]
+    if longer:
+        _fail("max_length", max_length,
+              f"{len(longer)} of {len(lengths)} {what} are longer (longest {max(longer)} tokens) and would be cut; "
+              f"raise max_length to at least {max(longer)}, or set `max_tokens: {max_length}` in the data folder's "
+              f"governance/curation.yaml so curation quarantines them as too_long")

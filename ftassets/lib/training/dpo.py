@@ -83,12 +83,17 @@ def main(settings: DpoSettings, io: RecipeIO, report=print, callbacks=()) -> dic
 
     from ftassets.lib.core.models import load_tokenizer
     from ftassets.lib.training import recipe
+    from ftassets.lib.training.checks import check_lengths
     from ftassets.lib.training.lora import lora_config
 
     run = recipe.setup(settings, io, report, callbacks)
     tokenizer = load_tokenizer(Path(io.base_model))
     model = load_policy(io)
     train, validation = load_pairs(settings, io)
+    for split, name in ((train, "preference pairs"), (validation, "validation pairs")):
+        if split is not None:
+            check_lengths(tokenizer, [r["prompt"] + r[side] for r in split for side in ("chosen", "rejected")],
+                          settings.max_length, f"{name} (chosen and rejected sides)")
     has_eval = validation is not None
     recipe.prepare(run, {"base_model": io.base_model, "sft_adapter": io.sft_adapter, "pairs_file": io.train_file,
                          "sft_train_file": io.sft_train_file,

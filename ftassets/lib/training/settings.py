@@ -79,7 +79,9 @@ class _Settings(BaseModel):
 class RecipeSettings(_Settings):
     """What both recipes share; defaults are SFT's, DPO overrides its own."""
 
-    max_length: int = Field(512, ge=1, description="Longest training sequence in tokens")
+    max_length: int = Field(1024, ge=1, description="Longest training sequence in tokens; a training example "
+                                                    "longer than this is an error before training (never cut "
+                                                    "silently): keep it at or above curation's max_tokens (1024)")
     lora_r: int = Field(16, ge=1, description="LoRA rank")
     lora_alpha: int = Field(32, gt=0, description="LoRA alpha")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (0 by default: on CPU the dropout "

@@ -75,7 +75,7 @@ def main(settings: SftSettings, io: RecipeIO, report=print, callbacks=()) -> dic
     from ftassets.lib.core.models import load_tokenizer
     from ftassets.lib.training import recipe, template_audit
     from ftassets.lib.training.checkpoints import checkpoint_step
-    from ftassets.lib.training.checks import check_target_modules
+    from ftassets.lib.training.checks import check_lengths, check_target_modules
     from ftassets.lib.training.lora import lora_config
 
     run = recipe.setup(settings, io, report, callbacks)
@@ -86,6 +86,9 @@ def main(settings: SftSettings, io: RecipeIO, report=print, callbacks=()) -> dic
     validation = load_split(io.validation_file)  # validation is never re-weighted
     if train is None:
         raise ValueError(f"{io.train_file}: no training examples")
+    for split, name in ((train, "training examples"), (validation, "validation examples")):
+        if split is not None:
+            check_lengths(tokenizer, [r["prompt"] + r["completion"] for r in split], settings.max_length, name)
     has_eval = validation is not None
     recipe.prepare(run, {"base_model": io.base_model, "train_file": io.train_file,
                          "validation_file": io.validation_file}, has_eval)

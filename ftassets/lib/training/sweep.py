@@ -185,10 +185,9 @@ def choose(trials: list[Trial], records: dict[str, dict | None], fingerprints: d
 
 
 def run_config(chosen: dict) -> dict:
-    """The chosen settings as a run config for `sft_adapter` (`ftassets run --config`)."""
-    settings = {k: v for k, v in chosen["chosen_settings"].items()
-                if v != SftSettings.model_fields[k].get_default(call_default_factory=True)}
-    return {"ops": {"sft_adapter": {"config": settings}}}
+    """The chosen settings, every one of them (a later change of a default must not change what they
+    mean), as a run config for `sft_adapter` (`ftassets run --config`)."""
+    return {"ops": {"sft_adapter": {"config": {k: v for k, v in chosen["chosen_settings"].items() if k != "resume"}}}}
 
 
 def adapter_uses_choice(chosen: dict, adapter_config: dict) -> bool:
