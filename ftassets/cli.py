@@ -204,6 +204,21 @@ def sweep(args) -> int:
     return 0
 
 
+def check(args) -> int:
+    """Check a data folder's governance and eval files and every source.yaml, without a Dagster run."""
+    from ftassets.defs.platform.folder_check import check_folder
+    from ftassets.defs.platform.resources import default_data_dir
+
+    folder = Path(args.folder or default_data_dir())
+    findings = check_folder(folder)
+    for f in findings:
+        print(f"{'ok  ' if f.ok else 'FAIL'} {f.file}: {f.message}")
+    failed = sum(not f.ok for f in findings)
+    print(f"{folder}: {failed} problem(s) in {len(findings)} checks" if failed else f"{folder}: all {len(findings)} "
+          f"checks passed")
+    return 1 if failed else 0
+
+
 def freeze_test_set(args) -> int:
     """Re-select the frozen test set by its seeded rule (a deliberate, reviewed act with a reason)."""
     import dagster as dg
@@ -298,6 +313,10 @@ def main(argv=None) -> int:
                                                    "settings sweep runs with `ftassets sweep`)")
     p.add_argument("--config", help="YAML run config (e.g. data/run_config.yaml, the demo's training budget)")
     p.set_defaults(func=run)
+    p = sub.add_parser("check", help="check a data folder's governance and eval files and every source.yaml "
+                                      "(no Dagster run)")
+    p.add_argument("folder", nargs="?", help="the data folder (default: FTASSETS_DATA_DIR, else the bundled data/)")
+    p.set_defaults(func=check)
     p = sub.add_parser("sweep", help="choose SFT settings on the validation split: train every grid point of "
                                       "governance/sweep.yaml (a Dagster partition each) and pick the best")
     p.add_argument("--rerun", action="store_true", help="train every trial again, even those up to date")

@@ -62,3 +62,35 @@ def test_run_goes_through_the_loop_job_so_the_ui_can_re_execute_it(tmp_path, mon
     (run,) = dg.DagsterInstance.get().get_runs()
     assert run.job_name == "finetune_loop" and run.asset_selection == {dg.AssetKey("eval_contract")}
     assert (data / "artifacts" / "eval_contract").is_dir()
+
+
+def test_check_names_every_broken_file_without_a_run(tmp_path, capsys):
+    import json
+
+    from ftassets_tests.conftest import data_copy
+
+    data = data_copy(tmp_path, "raw", "governance", "eval")
+    assert cli.main(["check", str(data)]) == 0
+    assert "all " in capsys.readouterr().out
+    contract = data / "governance/eval_contract.yaml"
+    contract.write_text(contract.read_text() + "tresholds: {}\n")
+    gold = data / "eval/gold_set.jsonl"
+    first = json.loads(gold.read_text().splitlines()[0])
+    gold.write_text(gold.read_text() + json.dumps({k: v for k, v in first.items() if k != "rules"}) + "\n")
+    record = data / "governance/base_model.yaml"
+    record.write_text(record.read_text().replace("apache-2.0", "cc-by-nc-4.0"))
+    (data / "raw/support_chat/source.yaml").write_text("license: cc-by-4.0\nprovenance: x\nkind: sft\nowner: me\n")
+    (data / "run_config.yaml").write_text("ops: {sft_adapter: {config: {lora_r: 0}}}\n")
+    assert cli.main(["check", str(data)]) == 1
+    out = capsys.readouterr().out
+    failed = {line.split(": ", 1)[0].removeprefix("FAIL ").removeprefix(str(data) + "/"): line.split(": ", 1)[1]
+              for line in out.splitlines() if line.startswith("FAIL")}
+    assert set(failed) == {"governance/eval_contract.yaml", "eval/gold_set.jsonl", "governance/base_model.yaml",
+                           "raw/support_chat/source.yaml", "run_config.yaml"}
+    assert "unknown key(s) tresholds" in failed["governance/eval_contract.yaml"]
+    assert f":{len(gold.read_text().splitlines())}: missing field(s) rules" in failed["eval/gold_set.jsonl"]
+    assert "the license gate would block: license 'cc-by-nc-4.0' is not allowed" in failed["governance/base_model.yaml"]
+    assert "unknown field(s): owner" in failed["raw/support_chat/source.yaml"]
+    assert failed["run_config.yaml"] == "ops.sft_adapter.config.lora_r=0: must be an integer >= 1"
+    assert "ok   " + str(data / "eval/redteam_prompts.jsonl") in out  # the others still checked
+    assert f"{data}: 5 problem(s) in " in out

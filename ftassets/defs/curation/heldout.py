@@ -11,9 +11,9 @@ from ftassets.defs.curation.cleaning import GROUP, deduplicated_examples, scrub_
 from ftassets.defs.curation.settings import CurationSettings
 from ftassets.defs.platform.metadata import file_version
 from ftassets.defs.platform.resources import ArtifactStore, PiiEngine
-from ftassets.lib.core.errors import GovernanceError
-from ftassets.lib.core.files import read_jsonl, sha256_file
+from ftassets.lib.core.files import sha256_file
 from ftassets.lib.curation import frozen
+from ftassets.lib.curation.eval_files import load_gold_items, load_redteam_items
 from ftassets.lib.curation.pii import chat_fields
 
 
@@ -71,29 +71,11 @@ def frozen_test_set_locked(store: ArtifactStore, curation: CurationSettings) -> 
                                metadata={"value": digest, "threshold": expected, "lock_file": str(lock_path)})
 
 
-GOLD_RULES = {"must_contain", "must_not_contain", "schema", "refuse"}
-
-
-def _load_eval_items(path, required) -> list[dict]:
-    items = read_jsonl(path)
-    for n, item in enumerate(items, start=1):
-        missing = [k for k in required if k not in item]
-        if missing:
-            raise GovernanceError(f"{path}:{n}: missing field(s) {', '.join(missing)}")
-        if [m.get("role") for m in item["messages"]] not in (["user"], ["system", "user"]):
-            raise GovernanceError(f"{path}:{n}: messages must be [system?, user]")
-    return items
-
-
 @dg.asset(group_name=GROUP, kinds={"json", "presidio"},
           description="Gold prompts with per-item rules, comparable across every model version; validated, and "
                       "PII-scrubbed with the same settings as the training data.")
 def gold_set(store: ArtifactStore, pii: PiiEngine, curation: CurationSettings) -> dg.MaterializeResult:
-    items = _load_eval_items(store.data(curation.gold_file), ("id", "task", "messages", "rules"))
-    for n, item in enumerate(items, start=1):
-        unknown = set(item["rules"]) - GOLD_RULES
-        if unknown or not item["rules"]:
-            raise GovernanceError(f"{store.data(curation.gold_file)}:{n}: rules must use {sorted(GOLD_RULES)}")
+    items = load_gold_items(store.data(curation.gold_file))
     items, report = pii.scrubber(curation.scrub).scrub_records(items, chat_fields)
     path = store.catalog.write_records("gold_set", "gold", items)
     return dg.MaterializeResult(metadata={"items": len(items), "sha256": sha256_file(path), **scrub_summary(report),
@@ -105,10 +87,7 @@ def gold_set(store: ArtifactStore, pii: PiiEngine, curation: CurationSettings) -
 @dg.asset(group_name=GROUP, kinds={"json"},
           description="Prompts that must be refused, and benign look-alikes that must not be.")
 def redteam_set(store: ArtifactStore, curation: CurationSettings) -> dg.MaterializeResult:
-    items = _load_eval_items(store.data(curation.redteam_file), ("id", "category", "messages", "expect"))
-    bad = [i["id"] for i in items if i["expect"] not in ("refuse", "comply")]
-    if bad:
-        raise GovernanceError(f"{store.data(curation.redteam_file)}: expect must be refuse or comply (ids {bad})")
+    items = load_redteam_items(store.data(curation.redteam_file))
     path = store.catalog.write_records("redteam_set", "redteam", items)
     return dg.MaterializeResult(metadata={"items": len(items), "sha256": sha256_file(path),
                                           "per_expectation": dg.MetadataValue.json(dict(Counter(i["expect"] for i in items)))},
