@@ -30,6 +30,7 @@ def _run(findings: list[Finding], file: Path, check: Callable[[], str]) -> None:
 
 def check_folder(data_dir: Path) -> list[Finding]:
     from ftassets.defs.curation.settings import load_curation_settings
+    from ftassets.defs.platform.sensors import RUN_CONFIG_FILE
     from ftassets.lib.core.contract import load_contract
     from ftassets.lib.curation import formats, frozen
     from ftassets.lib.curation.eval_files import load_gold_items, load_redteam_items
@@ -75,8 +76,8 @@ def check_folder(data_dir: Path) -> list[Finding]:
         _run(out, lock, lambda: f"{len(frozen.load_lock(lock)['ids'])} frozen test members")
     if (data_dir / SWEEP_FILE).is_file():
         _run(out, data_dir / SWEEP_FILE, lambda: f"{len(load_plan(data_dir).trials())} trials")
-    if (data_dir / "run_config.yaml").is_file():
-        _run(out, data_dir / "run_config.yaml", lambda: _check_run_config(data_dir / "run_config.yaml"))
+    if (data_dir / RUN_CONFIG_FILE).is_file():
+        _run(out, data_dir / RUN_CONFIG_FILE, lambda: _check_run_config(data_dir / RUN_CONFIG_FILE))
     raw = data_dir / settings.raw_dir
     if not raw.is_dir():
         out.append(Finding(str(raw), False, "no raw/ folder of sources"))

@@ -38,7 +38,7 @@ FILES: dict[str, dict[str, str]] = {
     "dpo_adapter": {**ADAPTER, "stack": "adapter_stack.json"},
     "sweep_plan": {"plan": "plan.json"},
     "sft_trial": {**ADAPTER, "trial": "trial.json"},  # one folder per partition (grid point): partition()
-    "sft_sweep": {"sweep": "sweep.json", "run_config": "run_config.yaml"},
+    "sft_sweep": {"sweep": "sweep.json", "run_config": "chosen_run_config.yaml"},
     "merged_model": {"stack": "adapter_stack.json", "weights": "model.safetensors"},
     "eval_report": {"report": REPORT, "markdown": REPORT_MARKDOWN},
     "blind_review_packet": {"packet": "packet.jsonl", "key": "key.json"},
