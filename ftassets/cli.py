@@ -204,6 +204,25 @@ def sweep(args) -> int:
     return 0
 
 
+def init(args) -> int:
+    """Scaffold a data folder: annotated governance templates, eval starters, raw/ (never over existing files)."""
+    import shutil
+
+    folder = Path(args.folder)
+    if folder.exists() and any(folder.iterdir()):
+        print(f"{folder} exists and is not empty: choose a new folder (nothing was written)", file=sys.stderr)
+        return 2
+    shutil.copytree(Path(__file__).parent / "templates" / "data_folder", folder, dirs_exist_ok=True)
+    print(f"scaffolded {folder}:\n  governance/  base-model record, license policy, eval contract (one task: answer), "
+          f"decoding policy, curation settings\n  eval/        gold set and red-team starters, a general probe\n"
+          f"  raw/         your sources, one folder each (raw/README.md)\n  run_config.yaml  a short CPU training budget\n"
+          f"next: add a source under raw/, declare its task in governance/eval_contract.yaml, then\n"
+          f"  ftassets check {folder}\n"
+          f"  FTASSETS_DATA_DIR={folder} DAGSTER_HOME={folder.resolve()}/dagster_home ftassets run "
+          f"--config {folder}/run_config.yaml")
+    return 0
+
+
 def check(args) -> int:
     """Check a data folder's governance and eval files and every source.yaml, without a Dagster run."""
     from ftassets.defs.platform.folder_check import check_folder
@@ -313,6 +332,9 @@ def main(argv=None) -> int:
                                                    "settings sweep runs with `ftassets sweep`)")
     p.add_argument("--config", help="YAML run config (e.g. data/run_config.yaml, the demo's training budget)")
     p.set_defaults(func=run)
+    p = sub.add_parser("init", help="scaffold a data folder (governance templates, eval starters, raw/)")
+    p.add_argument("folder")
+    p.set_defaults(func=init)
     p = sub.add_parser("check", help="check a data folder's governance and eval files and every source.yaml "
                                       "(no Dagster run)")
     p.add_argument("folder", nargs="?", help="the data folder (default: FTASSETS_DATA_DIR, else the bundled data/)")

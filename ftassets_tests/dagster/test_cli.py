@@ -94,3 +94,24 @@ def test_check_names_every_broken_file_without_a_run(tmp_path, capsys):
     assert failed["run_config.yaml"] == "ops.sft_adapter.config.lora_r=0: must be an integer >= 1"
     assert "ok   " + str(data / "eval/redteam_prompts.jsonl") in out  # the others still checked
     assert f"{data}: 5 problem(s) in " in out
+
+
+def test_init_scaffolds_a_folder_that_check_accepts_once_it_has_a_source(tmp_path, capsys):
+    import json
+
+    folder = tmp_path / "project"
+    assert cli.main(["init", str(folder)]) == 0
+    assert (folder / "governance/eval_contract.yaml").is_file() and (folder / "raw/README.md").is_file()
+    assert cli.main(["init", str(folder)]) == 2  # never over an existing folder
+    capsys.readouterr()
+    assert cli.main(["check", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("FAIL")] == [
+        f"FAIL {folder / 'raw'}: no sources yet: add a folder with a source.yaml and data files"]
+    source = folder / "raw" / "faq"
+    source.mkdir()
+    (source / "source.yaml").write_text("license: cc-by-4.0\nprovenance: written for this test\nkind: sft\n"
+                                        "task: answer\nreviewed_by: test\n")
+    (source / "faq.jsonl").write_text(json.dumps({"prompt": "Opening hours?", "response": "9 to 5."}) + "\n")
+    assert cli.main(["check", str(folder)]) == 0
+    assert "all 8 checks passed" in capsys.readouterr().out

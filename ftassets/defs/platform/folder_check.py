@@ -81,7 +81,10 @@ def check_folder(data_dir: Path) -> list[Finding]:
     raw = data_dir / settings.raw_dir
     if not raw.is_dir():
         out.append(Finding(str(raw), False, "no raw/ folder of sources"))
-    for source in formats.discover_sources(raw) if raw.is_dir() else []:
+    sources = formats.discover_sources(raw) if raw.is_dir() else []
+    if raw.is_dir() and not sources:
+        out.append(Finding(str(raw), False, "no sources yet: add a folder with a source.yaml and data files"))
+    for source in sources:
         where = source.folder / "source.yaml"
         if source.problem:
             out.append(Finding(str(where), False, f"{source.problem[0]}: {source.problem[1]}".replace(f"{where}: ", "")))
