@@ -223,6 +223,31 @@ def init(args) -> int:
     return 0
 
 
+def add_source(args) -> int:
+    """Add a source to the data folder (file or folder copied in, source.yaml written) with a dry-run report."""
+    from ftassets.defs.platform.folder_check import add_source as add
+    from ftassets.defs.platform.resources import default_data_dir
+    from ftassets.lib.core.errors import GovernanceError
+
+    try:
+        report = add(Path(args.data or default_data_dir()), Path(args.path), args.name, args.license, args.kind,
+                     args.task or "", args.provenance or f"added from {Path(args.path).name}", args.reviewed_by or "")
+    except GovernanceError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    formats = ", ".join(f"{k} {v}" for k, v in report["formats"].items()) or "none"
+    print(f"added {report['folder']} ({', '.join(report['files'])}); formats detected: {formats}")
+    print(f"dry run: {report['kept']} kept, {report['quarantined']} quarantined"
+          + (f" ({', '.join(f'{k} {v}' for k, v in report['reasons'].items())})" if report["reasons"] else ""))
+    for line in report["first_quarantined"]:
+        print(f"  {line}")
+    if report["tokens"]:
+        t = report["tokens"]
+        print(f"tokens per record (counted with {report['counted_with']}): min {t['min']}, median {t['median']}, "
+              f"max {t['max']} (curation keeps up to {report['max_tokens']})")
+    return 0
+
+
 def check(args) -> int:
     """Check a data folder's governance and eval files and every source.yaml, without a Dagster run."""
     from ftassets.defs.platform.folder_check import check_folder
@@ -335,6 +360,17 @@ def main(argv=None) -> int:
     p = sub.add_parser("init", help="scaffold a data folder (governance templates, eval starters, raw/)")
     p.add_argument("folder")
     p.set_defaults(func=init)
+    p = sub.add_parser("add-source", help="copy a data file or folder in as a new source, write its source.yaml, "
+                                           "and print a dry-run validation report")
+    p.add_argument("path")
+    p.add_argument("--name", required=True, help="the source's folder name under raw/")
+    p.add_argument("--license", required=True, help="SPDX id; must be allowed for training data by the policy")
+    p.add_argument("--kind", choices=["sft", "preference"], default="sft")
+    p.add_argument("--task", help="the declared task of its records (a record's own task wins)")
+    p.add_argument("--provenance", help="where the data comes from")
+    p.add_argument("--reviewed-by", help="who checked it")
+    p.add_argument("--data", help="the data folder (default: FTASSETS_DATA_DIR, else the bundled data/)")
+    p.set_defaults(func=add_source)
     p = sub.add_parser("check", help="check a data folder's governance and eval files and every source.yaml "
                                       "(no Dagster run)")
     p.add_argument("folder", nargs="?", help="the data folder (default: FTASSETS_DATA_DIR, else the bundled data/)")

@@ -1,6 +1,8 @@
 """`ftassets run --select ... --config data/run_config.yaml`: the selection as people type it, and the run
 config cut to the selected ops."""
 
+import re
+
 import pytest
 import yaml
 
@@ -115,3 +117,32 @@ def test_init_scaffolds_a_folder_that_check_accepts_once_it_has_a_source(tmp_pat
     (source / "faq.jsonl").write_text(json.dumps({"prompt": "Opening hours?", "response": "9 to 5."}) + "\n")
     assert cli.main(["check", str(folder)]) == 0
     assert "all 8 checks passed" in capsys.readouterr().out
+
+
+def test_add_source_refuses_a_license_the_policy_refuses_and_reports_a_dry_run(tmp_path, tiny_model_dir,
+                                                                               shared_data, capsys):
+    import shutil
+
+    folder = tmp_path / "project"
+    assert cli.main(["init", str(folder)]) == 0
+    shutil.copytree(tiny_model_dir, folder / "artifacts" / "base_model")  # tokens counted with the base model
+    capsys.readouterr()
+    alpaca = shared_data / "sft/alpaca_en_demo.json"
+    assert cli.main(["add-source", str(alpaca), "--name", "alpaca", "--license", "CC-BY-NC-4.0",
+                     "--data", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"license 'CC-BY-NC-4.0' is not allowed for training data by {folder}/governance/license_policy.yaml:8" in err
+    assert not (folder / "raw" / "alpaca").exists()
+    pairs = shared_data / "preference/dpo_en_demo.json"
+    assert cli.main(["add-source", str(pairs), "--name", "pairs", "--license", "apache-2.0", "--kind", "preference",
+                     "--task", "answer", "--reviewed-by", "test", "--data", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "formats detected: sharegpt_preference 300" in out
+    kept, quarantined = (int(x) for x in re.search(r"dry run: (\d+) kept, (\d+) quarantined", out).groups())
+    assert kept + quarantined == 300 and kept > 0
+    assert yaml.safe_load((folder / "raw/pairs/source.yaml").read_text()) == {
+        "license": "apache-2.0", "provenance": "added from dpo_en_demo.json", "kind": "preference",
+        "reviewed_by": "test", "task": "answer"}
+    assert f"counted with {folder / 'artifacts' / 'base_model'}" in out
+    assert cli.main(["add-source", str(pairs), "--name", "pairs", "--license", "mit", "--data", str(folder)]) == 2
+    assert cli.main(["check", str(folder)]) == 0

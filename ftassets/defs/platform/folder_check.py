@@ -106,3 +106,76 @@ def _check_run_config(path: Path) -> str:
             except ValueError as exc:
                 raise GovernanceError(f"ops.{op}.config.{exc}") from None
     return f"settings for {', '.join(sorted(ops)) or 'no asset'}"
+
+
+def add_source(data_dir: Path, path: Path, name: str, license: str, kind: str, task: str, provenance: str,
+               reviewed_by: str) -> dict:
+    """Copy a data file (or a folder's data files) into `raw/<name>/`, write its `source.yaml`, and validate
+    it as curation will (a dry run: nothing is curated). A license the policy refuses for training data
+    is refused before anything is written, naming the policy's line. Returns the report."""
+    import shutil
+    import statistics
+
+    from ftassets.defs.curation.settings import load_curation_settings
+    from ftassets.lib.core.models import count_chat_tokens
+    from ftassets.lib.curation import formats
+    from ftassets.lib.curation.validation import validate_sources
+    from ftassets.lib.governance.license import load_training_data_licenses
+
+    data_dir, path = Path(data_dir), Path(path)
+    settings = load_curation_settings(data_dir)
+    policy = data_dir / settings.policy_file
+    allowed = load_training_data_licenses(policy)
+    if license.lower() not in allowed:
+        line = next((n for n, text in enumerate(policy.read_text(encoding="utf-8").splitlines(), start=1)
+                     if text.startswith("training_data")), 0)
+        raise GovernanceError(f"license {license!r} is not allowed for training data by {policy}:{line} "
+                              f"(training_data: {', '.join(sorted(allowed))}); nothing was added")
+    if not formats.valid_source_name(name) or "/" in name or name.startswith("."):
+        raise GovernanceError(f"--name {name!r}: a source name is one printable folder name, no '/', '...' or "
+                              f"leading dot")
+    folder = data_dir / settings.raw_dir / name
+    if folder.exists():
+        raise GovernanceError(f"{folder} exists: choose another --name (nothing was added)")
+    files = [path] if path.is_file() else formats.data_files(path) if path.is_dir() else []
+    if not files:
+        raise GovernanceError(f"{path}: no .jsonl / .json (.gz) data file to add")
+    folder.mkdir(parents=True)
+    for file in files:
+        shutil.copy2(file, folder / file.name)
+    spec = {"license": license.lower(), "provenance": provenance, "kind": kind, "reviewed_by": reviewed_by,
+            **({"task": task} if task else {})}
+    (folder / "source.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    tokenizer, counted_with = _tokenizer(data_dir)
+    source = formats.load_source(folder)
+    sft, pref = validate_sources([source], lambda m: count_chat_tokens(tokenizer, m), settings.max_tokens, allowed)
+    result = sft if kind == "sft" else pref
+    kept = result.kept
+    tokens = [count_chat_tokens(tokenizer, r["messages"] + ([{"role": "assistant", "content": r["chosen"]}]
+                                                            if kind == "preference" else [])) for r in kept]
+    detected = {}
+    for file in files:
+        for _, item, reason in formats.iter_raw_items(folder / file.name):
+            if reason is None:
+                fmt = source.format or formats.detect_format(item) or "unknown"
+                detected[fmt] = detected.get(fmt, 0) + 1
+    return {"folder": str(folder), "files": [f.name for f in files], "formats": detected, "kept": len(kept),
+            "quarantined": len(result.quarantined), "reasons": result.reasons,
+            "first_quarantined": [f"{q['origin']['file']}:{q['origin']['line']} {q['reason']}"
+                                  + (f" ({q['detail']})" if q.get("detail") else "") for q in result.quarantined[:5]],
+            "tokens": {"min": min(tokens), "median": int(statistics.median(tokens)), "max": max(tokens)}
+            if tokens else None, "counted_with": counted_with, "max_tokens": settings.max_tokens}
+
+
+def _tokenizer(data_dir: Path):
+    """The tokenizer curation will count with: the base model snapshot if one was materialized, else the
+    embedded base model's (read from its GGUF file, no download)."""
+    from ftassets.lib.core.models import embedded_gguf_path, load_tokenizer
+
+    snapshot = data_dir / "artifacts" / "base_model"
+    if (snapshot / "tokenizer_config.json").is_file():
+        return load_tokenizer(snapshot), str(snapshot)
+    from transformers import AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name), "the embedded base model"
