@@ -59,6 +59,7 @@ def run(args) -> int:
     from ftassets.defs.platform.resources import claim_instance, default_data_dir, default_resources
     from ftassets.defs.platform.runs import process_tags
     from ftassets.defs.platform.sensors import LOOP_JOB
+    from ftassets.lib.core.errors import GovernanceError
 
     defs = build_definitions()  # for the data folder and resources the environment names now
 
@@ -74,7 +75,11 @@ def run(args) -> int:
         return 2
     run_config = _config_for_selection(run_config, None if args.select.strip() == "*" else names)
     instance = _instance_for_runs()
-    claim_instance(instance, default_data_dir())  # before observing: sources of another folder never enter it
+    try:
+        claim_instance(instance, default_data_dir())  # before observing: sources of another folder never enter it
+    except GovernanceError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     observe_sources(instance)
     # the loop's named job (a subset of it for --select): the run can be re-executed from the UI
     keys = None if args.select.strip() == "*" else [dg.AssetKey.from_user_string(n) for n in sorted(names)]
@@ -201,6 +206,18 @@ def sweep(args) -> int:
               f"(validation loss {row['validation_loss']})")
     print(f"chosen on validation: {result['chosen']} (step {result['chosen_step']})\n"
           f"its settings as a run config for sft_adapter: {store.path('sft_sweep', 'run_config')}")
+    return 0
+
+
+def claim(args) -> int:
+    """Point this Dagster instance at a data folder on purpose (its lineage so far stays, under the old folder)."""
+    from ftassets.defs.platform.resources import INSTANCE_CLAIM, default_data_dir
+
+    instance = _instance()
+    folder = str(Path(args.folder or default_data_dir()).resolve())
+    before = instance.run_storage.get_cursor_values({INSTANCE_CLAIM}).get(INSTANCE_CLAIM)
+    instance.run_storage.set_cursor_values({INSTANCE_CLAIM: folder})
+    print(f"instance {instance.root_directory} now serves {folder}" + (f" (was {before})" if before else ""))
     return 0
 
 
@@ -357,6 +374,10 @@ def main(argv=None) -> int:
                                                    "settings sweep runs with `ftassets sweep`)")
     p.add_argument("--config", help="YAML run config (e.g. data/run_config.yaml, the demo's training budget)")
     p.set_defaults(func=run)
+    p = sub.add_parser("claim", help="point this Dagster instance at a data folder on purpose (an instance serves "
+                                      "one folder)")
+    p.add_argument("folder", nargs="?", help="the data folder (default: FTASSETS_DATA_DIR, else the bundled data/)")
+    p.set_defaults(func=claim)
     p = sub.add_parser("init", help="scaffold a data folder (governance templates, eval starters, raw/)")
     p.add_argument("folder")
     p.set_defaults(func=init)

@@ -41,8 +41,25 @@ def test_an_instance_refuses_a_second_data_folder(tmp_path):
     error = str(next(e for e in result.all_events if e.is_failure).event_specific_data.error)
     assert f"serves the data folder {first.resolve()}, and this run reads {second.resolve()}" in error
     assert (tmp_path / "b" / "artifacts").exists() is False
-    assert INSTANCE_CLAIM in os.listdir(instance.root_directory)
+    assert instance.run_storage.get_cursor_values({INSTANCE_CLAIM}) == {INSTANCE_CLAIM: str(first.resolve())}
     assert materialize(first, tmp_path / "a" / "artifacts", selection="eval_contract", instance=instance).success
+
+
+def test_claim_re_points_an_instance_on_purpose(tmp_path, monkeypatch, capsys):
+    from ftassets import cli
+
+    first, second = data_copy(tmp_path / "a", "governance", "eval"), data_copy(tmp_path / "b", "governance", "eval")
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FTASSETS_DATA_DIR", str(first))
+    assert cli.main(["run", "--select", "eval_contract"]) == 0
+    monkeypatch.setenv("FTASSETS_DATA_DIR", str(second))
+    capsys.readouterr()
+    assert cli.main(["run", "--select", "eval_contract"]) == 2  # refused before anything is observed or run
+    assert f"serves the data folder {first.resolve()}, and this run reads {second.resolve()}" in capsys.readouterr().err
+    assert cli.main(["claim"]) == 0
+    assert f"now serves {second.resolve()} (was {first.resolve()})" in capsys.readouterr().out
+    assert cli.main(["run", "--select", "eval_contract"]) == 0
 
 
 KILLED_RUN = """

@@ -2,7 +2,6 @@
 
 
 import functools
-import json
 import os
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from ftassets.lib.core import object_store
 from ftassets.lib.core.catalog import Catalog
 from ftassets.lib.core.contract import EvalContract
 from ftassets.lib.core.errors import GovernanceError
-from ftassets.lib.core.files import remove_stale_temp, sha256_file, write_json_atomic
+from ftassets.lib.core.files import remove_stale_temp, sha256_file
 from ftassets.lib.evaluation.review import graded_file
 
 REPO_DATA = Path(__file__).resolve().parents[3] / "data"
@@ -28,24 +27,22 @@ def default_artifacts_dir() -> str:
     return os.environ.get("FTASSETS_ARTIFACTS_DIR", str(Path(default_data_dir()) / "artifacts"))
 
 
-INSTANCE_CLAIM = "ftassets_data_dir.json"
+INSTANCE_CLAIM = "ftassets/data_dir"  # key in the instance's own key-value store (SQLite or PostgreSQL)
 
 
 def claim_instance(instance: dg.DagsterInstance, data_dir: str) -> None:
     """One instance serves one data folder: its lineage, source partitions and sensor cursors describe
     that folder, and a second folder's runs would interleave with them silently. The first run (or
-    `ftassets run`) records the folder beside the instance's storage; a run reading another is refused."""
-    marker = Path(instance.root_directory) / INSTANCE_CLAIM
+    `ftassets run`) records the folder in the instance's storage; a run reading another is refused."""
     wanted = str(Path(data_dir).resolve())
-    if not marker.is_file():
-        write_json_atomic(marker, {"data_dir": wanted})
-        return
-    served = json.loads(marker.read_text(encoding="utf-8"))["data_dir"]
-    if served != wanted:
+    served = instance.run_storage.get_cursor_values({INSTANCE_CLAIM}).get(INSTANCE_CLAIM)
+    if served is None:
+        instance.run_storage.set_cursor_values({INSTANCE_CLAIM: wanted})
+    elif served != wanted:
         raise GovernanceError(
             f"this Dagster instance ({instance.root_directory}) serves the data folder {served}, and this run reads "
             f"{wanted}: two folders would share one lineage. Give each data folder its own DAGSTER_HOME (as "
-            f"examples/shop_routing does), or delete {marker} to point this instance at the other folder")
+            f"examples/shop_routing does), or re-point this instance on purpose with `ftassets claim {wanted}`")
 
 
 class ArtifactStore(dg.ConfigurableResource):
