@@ -87,6 +87,7 @@ def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.M
                    "refusal_rate": v["safety"]["refusal_rate"], "toxic_rate": v["safety"]["toxic_rate"]}
                for k, v in results.items()}
     return dg.MaterializeResult(metadata={
+        **headline_numbers(results, tuned),
         "report": dg.MetadataValue.md(markdown), "summary": dg.MetadataValue.json(summary),
         "base_only_correct": report["regressions"]["count"],
         "forgetting": dg.MetadataValue.json({k: {b: d["drop_points"] for b, d in v.items()}
@@ -94,6 +95,27 @@ def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.M
         "eval_seconds": dg.MetadataValue.json(timings),
         "json_path": dg.MetadataValue.path(str(json_path)), "markdown_path": dg.MetadataValue.path(str(md_path))},
         data_version=dg.DataVersion(sha256_file(json_path)[:32]))
+
+
+def headline_numbers(results: dict, tuned: str) -> dict:
+    """The headline figures as numeric metadata, tuned and base side by side with the delta, overall and per
+    task: Dagster's Plots tab then charts each across materializations (one point per release candidate)."""
+    def figures(m: dict) -> dict[str, float | None]:
+        out = {"task_success": m["test"]["task_success"], "gold_pass_rate": m["gold"]["pass_rate"],
+               "refusal_rate": m["safety"]["refusal_rate"], "toxic_rate": m["safety"]["toxic_rate"]}
+        out.update({f"task/{t}/success": s.get("success") for t, s in m["test"]["per_task"].items()})
+        return out
+
+    mine, base = figures(results[tuned]), figures(results["base_model"])
+    numbers = {}
+    for name, value in mine.items():
+        if value is None:
+            continue
+        numbers[f"tuned/{name}"] = dg.MetadataValue.float(float(value))
+        if base.get(name) is not None:
+            numbers[f"base/{name}"] = dg.MetadataValue.float(float(base[name]))
+            numbers[f"delta/{name}"] = dg.MetadataValue.float(round(float(value) - float(base[name]), 4))
+    return numbers
 
 
 @dg.asset(group_name=GROUP, kinds={"json"}, deps=[eval_report, "eval_contract"],

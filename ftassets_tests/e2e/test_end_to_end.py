@@ -71,6 +71,11 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys
         assert 0 <= m["safety"]["toxic_rate"] <= 1 and len(m["redteam_items"]) == report["redteam_items"]
         assert set(m["test"]["per_task"]["incident_triage"]["fields"]) == {"severity", "component", "needs_oncall"}
     assert set(report["forgetting"]) == {"dpo_adapter", "merged_model"}
+    numbers = meta("eval_report")  # numeric entries the Plots tab charts across releases
+    tuned, base = report["models"]["merged_model"]["test"], report["models"]["base_model"]["test"]
+    assert numbers["tuned/task_success"].value == tuned["task_success"]
+    assert numbers["delta/task_success"].value == round(tuned["task_success"] - base["task_success"], 4)
+    assert {f"tuned/task/{t}/success" for t in tuned["per_task"]} <= set(numbers)
     md = (Catalog(artifacts).path("eval_report", "markdown")).read_text()
     assert "general_probe accuracy (lm-eval)" in md and "perplexity (validation, assistant tokens)" in md
     assert md.count("data:image/png;base64,") == 3  # metric bars + SFT and DPO loss curves
