@@ -84,6 +84,8 @@ def test_new_source_reaches_training_and_the_frozen_test_set_stays_frozen(tmp_pa
     assert frozen["sha256"].value == json.loads(lock_before)["sha256"]
     assert (data / "governance/frozen_test_set.lock.json").read_text() == lock_before
     splits = meta("data_splits")
+    assert splits["dagster/row_count"].value == splits["train"].value + splits["validation"].value  # the UI's rows
+    assert meta("frozen_test_set")["dagster/row_count"].value == len(json.loads(lock_before)["ids"])
     assert splits["train_per_task"].value.get("runbook_lookup", 0) > 70
     assert "general_instructions" not in splits["train_per_task"].value
     assert splits["train"].value + splits["validation"].value + splits["test_excluded"].value + \

@@ -82,6 +82,7 @@ def validated_examples(context: dg.AssetExecutionContext, store: ArtifactStore,
     inputs = store.file_versions([f for f in read_files if f.is_file() and inside(store.data_dir, f)])  # no symlink out
     context.log.info(f"validated {read} items: {len(sft.kept)} sft, {len(pref.kept)} preference kept")
     return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(sft.kept) + len(pref.kept),
         "read": read, "kept_sft": len(sft.kept), "kept_preference": len(pref.kept),
         "quarantined": len(sft.quarantined) + len(pref.quarantined),
         "quarantine_reasons": dg.MetadataValue.json({**Counter(sft.reasons) + Counter(pref.reasons)}),
@@ -110,6 +111,7 @@ def scrubbed_examples(context: dg.AssetExecutionContext, store: ArtifactStore, p
     path = store.catalog.write_records("scrubbed_examples", "sft", scrubbed)
     samples = [r["messages"][1]["content"][:240] for r in scrubbed if r["pii_found"]][:3]
     return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(scrubbed),
         "records": len(scrubbed), **scrub_summary(report), "scrub_processes": processes,
         # escaped: the UI renders Markdown as HTML, where a bare <PERSON> placeholder is an unknown tag and vanishes
         "scrubbed_samples": dg.MetadataValue.md("\n\n".join(f"> {html.escape(s)}" for s in samples) or "(none)"),
@@ -150,6 +152,7 @@ def deduplicated_examples(store: ArtifactStore, curation: CurationSettings) -> d
     catalog.write_records("deduplicated_examples", "dropped", dropped)
     cluster_path = catalog.write_records("deduplicated_examples", "clusters", clusters)
     return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(kept),
         "input": len(records), "kept": len(kept), "dropped": len(dropped),
         "dropped_reasons": dg.MetadataValue.json(dict(Counter(d["reason"] for d in dropped))),
         "clusters": len(clusters), "largest_cluster": clusters[0]["size"] if clusters else 0,

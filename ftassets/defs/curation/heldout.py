@@ -52,7 +52,7 @@ def frozen_test_set(context: dg.AssetExecutionContext, config: FreezeConfig, sto
     path = store.catalog.write_records("frozen_test_set", "test", test)
     digest = sha256_file(path)
     return dg.MaterializeResult(metadata={
-        "records": len(test), "sha256": digest, "action": action, "lock_file": dg.MetadataValue.path(str(lock_path)),
+        "dagster/row_count": len(test), "records": len(test), "sha256": digest, "action": action, "lock_file": dg.MetadataValue.path(str(lock_path)),
         "curated_records": len(records),
         "freeze_history": dg.MetadataValue.json(lock.get("history", [])),
         "per_task": dg.MetadataValue.json(dict(Counter(r["meta"]["task"] for r in test))),
@@ -78,7 +78,8 @@ def gold_set(store: ArtifactStore, pii: PiiEngine, curation: CurationSettings) -
     items = load_gold_items(store.data(curation.gold_file))
     items, report = pii.scrubber(curation.scrub).scrub_records(items, chat_fields)
     path = store.catalog.write_records("gold_set", "gold", items)
-    return dg.MaterializeResult(metadata={"items": len(items), "sha256": sha256_file(path), **scrub_summary(report),
+    return dg.MaterializeResult(metadata={"dagster/row_count": len(items), "items": len(items),
+                                          "sha256": sha256_file(path), **scrub_summary(report),
                                           "per_task": dg.MetadataValue.json(dict(Counter(i["task"] for i in items))),
                                           "config": dg.MetadataValue.json(curation.scrub.model_dump())},
                                 data_version=file_version(path))
@@ -89,6 +90,7 @@ def gold_set(store: ArtifactStore, pii: PiiEngine, curation: CurationSettings) -
 def redteam_set(store: ArtifactStore, curation: CurationSettings) -> dg.MaterializeResult:
     items = load_redteam_items(store.data(curation.redteam_file))
     path = store.catalog.write_records("redteam_set", "redteam", items)
-    return dg.MaterializeResult(metadata={"items": len(items), "sha256": sha256_file(path),
+    return dg.MaterializeResult(metadata={"dagster/row_count": len(items), "items": len(items),
+                                          "sha256": sha256_file(path),
                                           "per_expectation": dg.MetadataValue.json(dict(Counter(i["expect"] for i in items)))},
                                 data_version=file_version(path))

@@ -55,6 +55,7 @@ def data_splits(store: ArtifactStore, curation: CurationSettings) -> dg.Material
         "train": train, "validation": validation, "contaminated": dropped_train + dropped_val,
         "held_back": parts["held_back"]})
     return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(train) + len(validation),
         "train": len(train), "validation": len(validation), "test_excluded": len(parts["test"]),
         "held_back_test_hints": len(parts["held_back"]),
         "contaminated_dropped": len(dropped_train) + len(dropped_val), "seed": split.seed,
@@ -98,6 +99,7 @@ def preference_pairs(store: ArtifactStore, pii: PiiEngine, curation: CurationSet
         "train": parts["train"], "validation": parts["validation"], "dropped": duplicates + contaminated,
         "held_back": parts["held_back"]})
     return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(parts["train"]) + len(parts["validation"]),
         "input": len(pairs), "train": len(parts["train"]), "validation": len(parts["validation"]),
         "held_back_test_hints": len(parts["held_back"]),
         "dropped_reasons": dg.MetadataValue.json(dict(Counter(d["reason"] for d in duplicates + contaminated))),
