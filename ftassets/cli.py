@@ -4,12 +4,15 @@ release (its exact upstream chain, sources and checks, read from the Dagster ins
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import operator
 import os
 import sys
 from pathlib import Path
 
 INSTANCES = ("sqlite", "postgres")
+FOLDER_HELP = "the data folder (default: FTASSETS_DATA_DIR, else the bundled data/)"
 
 
 def instance_home() -> str:
@@ -152,10 +155,7 @@ def parse_selection(text: str, defs):
 
 
 def _union(selections: list):
-    out = selections[0]
-    for other in selections[1:]:
-        out = out | other
-    return out
+    return functools.reduce(operator.or_, selections)
 
 
 def _config_for_selection(run_config: dict, names: set[str] | None) -> dict:
@@ -211,12 +211,11 @@ def sweep(args) -> int:
 
 def claim(args) -> int:
     """Point this Dagster instance at a data folder on purpose (its lineage so far stays, under the old folder)."""
-    from ftassets.defs.platform.resources import INSTANCE_CLAIM, default_data_dir
+    from ftassets.defs.platform.resources import claim_instance, default_data_dir
 
     instance = _instance()
     folder = str(Path(args.folder or default_data_dir()).resolve())
-    before = instance.run_storage.get_cursor_values({INSTANCE_CLAIM}).get(INSTANCE_CLAIM)
-    instance.run_storage.set_cursor_values({INSTANCE_CLAIM: folder})
+    before = claim_instance(instance, folder, repoint=True)
     print(f"instance {instance.root_directory} now serves {folder}" + (f" (was {before})" if before else ""))
     return 0
 
@@ -286,7 +285,6 @@ def freeze_test_set(args) -> int:
 
     from ftassets.definitions import defs
     from ftassets.defs.platform.resources import default_resources
-
     from ftassets.defs.platform.runs import process_tags
 
     if not args.reason.strip():
@@ -376,7 +374,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=run)
     p = sub.add_parser("claim", help="point this Dagster instance at a data folder on purpose (an instance serves "
                                       "one folder)")
-    p.add_argument("folder", nargs="?", help="the data folder (default: FTASSETS_DATA_DIR, else the bundled data/)")
+    p.add_argument("folder", nargs="?", help=FOLDER_HELP)
     p.set_defaults(func=claim)
     p = sub.add_parser("init", help="scaffold a data folder (governance templates, eval starters, raw/)")
     p.add_argument("folder")
@@ -390,11 +388,11 @@ def main(argv=None) -> int:
     p.add_argument("--task", help="the declared task of its records (a record's own task wins)")
     p.add_argument("--provenance", help="where the data comes from")
     p.add_argument("--reviewed-by", help="who checked it")
-    p.add_argument("--data", help="the data folder (default: FTASSETS_DATA_DIR, else the bundled data/)")
+    p.add_argument("--data", help=FOLDER_HELP)
     p.set_defaults(func=add_source)
     p = sub.add_parser("check", help="check a data folder's governance and eval files and every source.yaml "
                                       "(no Dagster run)")
-    p.add_argument("folder", nargs="?", help="the data folder (default: FTASSETS_DATA_DIR, else the bundled data/)")
+    p.add_argument("folder", nargs="?", help=FOLDER_HELP)
     p.set_defaults(func=check)
     p = sub.add_parser("sweep", help="choose SFT settings on the validation split: train every grid point of "
                                       "governance/sweep.yaml (a Dagster partition each) and pick the best")

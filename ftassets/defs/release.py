@@ -14,14 +14,16 @@ from pydantic import Field
 from ftassets.defs.platform import lineage as lin
 from ftassets.defs.platform.metadata import package_versions
 from ftassets.defs.platform.resources import ArtifactStore
+from ftassets.defs.sweep import trial_inputs
 from ftassets.lib.core.catalog import file_name
 from ftassets.lib.core.contract import EvalContract
-from ftassets.lib.core.files import atomic_directory, sha256_file, sha256_json, sha256_tree, write_json_atomic
+from ftassets.lib.core.files import atomic_directory, sha256_file, sha256_json, write_json_atomic
 from ftassets.lib.core.models import weights_sha256
 from ftassets.lib.evaluation import report as report_lib
 from ftassets.lib.release import audit as audit_lib
 from ftassets.lib.release import model_card, serving
 from ftassets.lib.release.gate import evaluate_gate
+from ftassets.lib.training.checkpoints import input_hashes
 from ftassets.lib.training.sweep import adapter_uses_choice
 
 GROUP = "release"
@@ -70,10 +72,7 @@ def sweep_section(store: ArtifactStore, sft_config: dict) -> dict | None:
     if not store.path("sft_sweep", "sweep").is_file():
         return None
     sweep = store.read_json("sft_sweep", "sweep")
-    current = {"base_model": sha256_tree(store.artifact("base_model")),
-               "train_file": sha256_file(store.path("data_splits", "train")),
-               "validation_file": sha256_file(store.path("data_splits", "validation")),
-               "contract_file": sha256_file(store.path("eval_contract", "contract"))}
+    current = input_hashes(trial_inputs(store))  # what the trials read, as they hashed it
     return {**sweep, "sft_adapter_uses_choice": adapter_uses_choice(sweep, sft_config),
             "inputs_unchanged_since_sweep": {k: sweep["inputs"].get(k) == v for k, v in current.items()}}
 

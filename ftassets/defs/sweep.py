@@ -20,7 +20,7 @@ from ftassets.defs.platform.metadata import package_versions
 from ftassets.defs.platform.resources import ArtifactStore, TrainingLauncher
 from ftassets.lib.core.catalog import file_name
 from ftassets.lib.core.files import atomic_directory, write_json_atomic
-from ftassets.lib.training.checkpoints import run_fingerprint
+from ftassets.lib.training.checkpoints import input_hashes, run_fingerprint
 from ftassets.lib.training.settings import RecipeIO, SftSettings
 from ftassets.lib.training.sweep import SweepPlan, Trial, choose, load_plan, run_config, trial_score
 
@@ -35,19 +35,24 @@ def _plan(store: ArtifactStore) -> list[Trial]:
 
 def _trial_io(store: ArtifactStore, trial: Trial, output_dir: str) -> RecipeIO:
     """A trial reads the train and validation splits, the contract and the base weights, nothing else."""
-    return RecipeIO(base_model=str(store.artifact("base_model")), train_file=str(store.path("data_splits", "train")),
-                    validation_file=str(store.path("data_splits", "validation")), output_dir=output_dir,
-                    checkpoint_dir=str(store.checkpoints("sft_trial") / trial.folder),
-                    contract_file=str(store.path("eval_contract", "contract")),
-                    task_eval_file=str(store.path("data_splits", "validation")), gold_file=None, sweep_trial=True)
+    inputs = trial_inputs(store)
+    return RecipeIO(**inputs, output_dir=output_dir, checkpoint_dir=str(store.checkpoints("sft_trial") / trial.folder),
+                    task_eval_file=inputs["validation_file"], gold_file=None, sweep_trial=True)
 
 
-def _fingerprint(store: ArtifactStore, trial: Trial) -> dict:
-    """What a trial's result depends on: its settings and the content of what `_trial_io` reads."""
-    io = _trial_io(store, trial, "")
-    return run_fingerprint(SftSettings(**trial.settings), {
-        "base_model": io.base_model, "train_file": io.train_file, "validation_file": io.validation_file,
-        "contract_file": io.contract_file})
+def trial_inputs(store: ArtifactStore) -> dict[str, str]:
+    """What every trial reads (`_trial_io`): the base weights, the train and validation splits, the contract."""
+    return {"base_model": str(store.artifact("base_model")), "train_file": str(store.path("data_splits", "train")),
+            "validation_file": str(store.path("data_splits", "validation")),
+            "contract_file": str(store.path("eval_contract", "contract"))}
+
+
+def _fingerprints(store: ArtifactStore, trials: list[Trial]) -> dict[str, dict]:
+    """What each trial's result depends on: its settings, and the content of the inputs all trials share
+    (hashed once: the base weights alone are hundreds of MB)."""
+    inputs = trial_inputs(store)
+    hashes = input_hashes(inputs)
+    return {t.key: run_fingerprint(SftSettings(**t.settings), inputs, hashes) for t in trials}
 
 
 def _record(store: ArtifactStore, trial: Trial) -> dict | None:
@@ -91,7 +96,7 @@ def sft_trial(context: dg.AssetExecutionContext, store: ArtifactStore,
                                             _trial_io(store, trial, str(staging)))
         summary = json.loads((staging / file_name("sft_trial", "summary")).read_text())
         record = {"key": trial.key, "values": trial.values, "score": trial_score(summary),
-                  "fingerprint": _fingerprint(store, trial), "wall_time_s": summary["wall_time_s"],
+                  "fingerprint": _fingerprints(store, [trial])[trial.key], "wall_time_s": summary["wall_time_s"],
                   "global_steps": summary["global_steps"], "stop_reason": summary["stop_reason"]}
         write_json_atomic(staging / file_name("sft_trial", "trial"), record)
     score = record["score"]
@@ -107,7 +112,7 @@ def sft_trial(context: dg.AssetExecutionContext, store: ArtifactStore,
                       "metric), the whole grid, and the chosen settings as a run config for sft_adapter.")
 def sft_sweep(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.MaterializeResult:
     trials = _plan(store)
-    result = choose(trials, {t.key: _record(store, t) for t in trials}, {t.key: _fingerprint(store, t) for t in trials})
+    result = choose(trials, {t.key: _record(store, t) for t in trials}, _fingerprints(store, trials))
     store.catalog.write_json("sft_sweep", "sweep", result)
     store.catalog.write_text("sft_sweep", "run_config", yaml.safe_dump(run_config(result), sort_keys=False))
     columns = [*trials[0].values, "score", "best_step", "validation_loss"]
@@ -129,4 +134,6 @@ def main_loop() -> dg.AssetSelection:
 
 def trials_to_run(store: ArtifactStore, rerun: bool = False) -> list[Trial]:
     """The current plan's trials with no result for their current settings and inputs (all with `rerun`)."""
-    return [t for t in _plan(store) if rerun or (_record(store, t) or {}).get("fingerprint") != _fingerprint(store, t)]
+    trials = _plan(store)
+    current = _fingerprints(store, trials)
+    return [t for t in trials if rerun or (_record(store, t) or {}).get("fingerprint") != current[t.key]]

@@ -30,19 +30,21 @@ def default_artifacts_dir() -> str:
 INSTANCE_CLAIM = "ftassets/data_dir"  # key in the instance's own key-value store (SQLite or PostgreSQL)
 
 
-def claim_instance(instance: dg.DagsterInstance, data_dir: str) -> None:
+def claim_instance(instance: dg.DagsterInstance, data_dir: str, repoint: bool = False) -> str | None:
     """One instance serves one data folder: its lineage, source partitions and sensor cursors describe
     that folder, and a second folder's runs would interleave with them silently. The first run (or
-    `ftassets run`) records the folder in the instance's storage; a run reading another is refused."""
+    `ftassets run`) records the folder in the instance's storage; a run reading another is refused.
+    `repoint` (`ftassets claim`) records the new folder on purpose. Returns the folder served before."""
     wanted = str(Path(data_dir).resolve())
     served = instance.run_storage.get_cursor_values({INSTANCE_CLAIM}).get(INSTANCE_CLAIM)
-    if served is None:
+    if served is None or repoint:
         instance.run_storage.set_cursor_values({INSTANCE_CLAIM: wanted})
     elif served != wanted:
         raise GovernanceError(
             f"this Dagster instance ({instance.root_directory}) serves the data folder {served}, and this run reads "
             f"{wanted}: two folders would share one lineage. Give each data folder its own DAGSTER_HOME (as "
             f"examples/shop_routing does), or re-point this instance on purpose with `ftassets claim {wanted}`")
+    return served
 
 
 class ArtifactStore(dg.ConfigurableResource):

@@ -9,19 +9,20 @@ from pathlib import Path
 from ftassets.lib.core.catalog import CHECKPOINT_FINGERPRINT
 
 
-def run_fingerprint(settings, inputs: dict[str, str]) -> dict:
-    """What makes two runs the same run: every setting (but `resume`), and the content hash of every
-    input (base weights, data files, a starting adapter). A checkpoint is resumed only by a run with
-    an equal fingerprint."""
+def input_hashes(inputs: dict[str, str | None]) -> dict[str, str]:
+    """The content hash of every given input (a folder hashed whole); inputs without a path are left out."""
     from ftassets.lib.core.files import sha256_file, sha256_tree
 
-    settings = settings.model_dump(exclude={"resume"})
-    hashes = {}
-    for name, path in inputs.items():
-        if path:
-            p = Path(path)
-            hashes[name] = sha256_tree(p) if p.is_dir() else sha256_file(p)
-    return {"settings": settings, "inputs": hashes}
+    return {name: sha256_tree(Path(path)) if Path(path).is_dir() else sha256_file(Path(path))
+            for name, path in inputs.items() if path}
+
+
+def run_fingerprint(settings, inputs: dict[str, str | None], hashes: dict[str, str] | None = None) -> dict:
+    """What makes two runs the same run: every setting (but `resume`), and the content hash of every
+    input (base weights, data files, a starting adapter). A checkpoint is resumed only by a run with
+    an equal fingerprint. `hashes`: `input_hashes(inputs)` already computed (runs sharing inputs)."""
+    return {"settings": settings.model_dump(exclude={"resume"}),
+            "inputs": input_hashes(inputs) if hashes is None else hashes}
 
 
 def _complete(checkpoint: Path) -> bool:
