@@ -32,6 +32,7 @@ FOREIGN_WORDS = frozenset("rua via avenida av calle carrer rue ul ulica u piazza
 FOREIGN_ENDINGS = ("straat", "strasse", "straße", "gate", "gata", "gatan", "vej", "vegur", "veien", "väg",
                    "vägen", "tie", "katu", "laan", "weg", "plein", "gasse", "utca", "ulice", "gade", "stræde",
                    "polku", "kuja", "road", "street")
+ADDRESS_WORDS = STREET_TYPES | UNIT_TYPES | FOREIGN_WORDS | BOX_WORDS  # abbreviations that end no clause
 WORD = re.compile(r"\S+")
 PREFIX = re.compile(r"^[\s>*?|#-]*")  # quoting and list marks before a line ("> ", "??? ")
 # "<postbox number> <street name> <house number>" filling a line, or after "at" / "address:" / "to":
@@ -111,7 +112,7 @@ def _line_addresses(usaddress, line: str, offset: int) -> list[tuple[int, int]]:
 def _clause_end(word: str) -> bool:
     """A word ending a clause ("0134.", "1111,"), not an abbreviation of an address word ("St.", "Apt.")."""
     plain = _plain(word)
-    return word[-1] in ".,;" and plain not in STREET_TYPES | UNIT_TYPES | FOREIGN_WORDS | BOX_WORDS and len(plain) > 1
+    return word[-1] in ".,;" and plain not in ADDRESS_WORDS and len(plain) > 1
 
 
 def _accepted(run, line: str, offset: int) -> list[tuple[int, int]]:
