@@ -23,9 +23,10 @@ PARTS = {"AddressNumber", "AddressNumberPrefix", "AddressNumberSuffix", "StreetN
 STREET_TYPES = frozenset(
     "street st avenue ave road rd lane ln boulevard blvd drive dr way court ct place pl square sq terrace "
     "close crescent cres parkway pkwy highway hwy circle cir trail trl row mall alley grove gardens park "
-    "walk hill mews quay wharf heights view vale ridge plaza pike loop expressway freeway".split())
+    "walk hill mews quay wharf heights view vale ridge plaza pike loop expressway freeway broadway kingsway "
+    "causeway".split())
 UNIT_TYPES = frozenset("apt apartment suite ste unit room rm floor fl flat # bldg building".split())
-BOX_WORDS = frozenset("box postbox psc cmr".split())
+BOX_WORDS = frozenset("box postbox psc cmr p.o po".split())
 # Street words of other languages, as a word ("Rua Diadema 1903") or as its ending ("Parijsstraat 8").
 FOREIGN_WORDS = frozenset("rua via avenida av calle carrer rue ul ulica u piazza piazzetta largo viale corso "
                           "strada plaza paseo travessa praça praca allee gasse platz pagari".split())
@@ -41,6 +42,24 @@ PREFIX = re.compile(r"^[\s>*?|#-]*")  # quoting and list marks before a line (">
 NUMBER_NAME_NUMBER = re.compile(
     r"(?:^|(?<=\bat )|(?<=address: )|(?<=\bto ))\d{1,6} (?:[^\W\d_][\w.'’-]*\.? ){1,4}\d{1,5}[A-Za-z]?\b(?=[.,]?(?:$|,| and\b))")
 LEADING_NUMBER = re.compile(r"\b\d{1,6}\s+$")
+# A house number and a capitalized street word of another language, either order, which usaddress
+# (trained on US addresses) labels as a building name: "77 Rue de la République", "Via Roma 12".
+ARTICLES = r"(?:de|del|de la|da|do|dos|das|di|della|du|des|le|la|les|van|von|der)"
+FOREIGN_STREET = (r"(?:Rue|Rua|Calle|Avenida|Carrer|Via|Viale|Piazza|Strada|Paseo|Travessa|Praça|Praca|Ulica|"
+                  r"Allee|Largo|Corso|Avenue)")
+NAME_WORD = rf"(?:{ARTICLES}\s+)?[A-ZÀ-Þ][\w'’-]*"
+FOREIGN_ORDER = re.compile(rf"\b\d{{1,5}}[a-z]?,?\s+{FOREIGN_STREET}(?:\s+{NAME_WORD}){{1,4}}"
+                           rf"|\b{FOREIGN_STREET}(?:\s+{NAME_WORD}){{1,4}},?\s+\d{{1,5}}[a-z]?\b")
+# A house number, up to three capitalized words and a capitalized street type, wherever the parser
+# lost the thread of a long sentence ("... card is 4111 ... and the office is at 641 Kingsway, Boston").
+# Only the types that are no everyday word ("2 Park tickets", "3 View options" are no addresses).
+NUMBER_STREET = re.compile(r"\b\d{1,5}[A-Za-z]?\s+(?:[A-Z][\w'’-]*\s+){0,3}(?:Street|St\.|Avenue|Ave\.|Road|Rd\.|"
+                           r"Lane|Ln\.|Boulevard|Blvd\.?|Drive|Dr\.|Court|Ct\.|Terrace|Crescent|Parkway|Highway|"
+                           r"Broadway|Kingsway|Causeway)(?!\w)")
+# English words that a street name between the house number and its street type does not hold:
+# "fixed 12 bugs on the main street" is no address, though usaddress labels it as one.
+FUNCTION_WORDS = frozenset("on in the and or for with to at from by of is are was were a an my our your his her "
+                           "their this that".split())
 
 
 def _plain(word: str) -> str:
@@ -71,11 +90,12 @@ def find_addresses(text: str) -> list[tuple[int, int]]:
         body_start = PREFIX.match(line).end()
         start, line = start + body_start, line[body_start:]
         spans = _line_addresses(usaddress, line, start) if any(c.isdigit() for c in line) else []
-        spans += [(start + m.start(), start + m.end()) for m in NUMBER_NAME_NUMBER.finditer(line)]
+        spans += [(start + m.start(), start + m.end()) for pattern in (NUMBER_NAME_NUMBER, FOREIGN_ORDER, NUMBER_STREET)
+                  for m in pattern.finditer(line)]
         if spans:
             found.extend(spans)
             block_left, blank = BLOCK_LINES, False
-        elif block_left and line.strip() and len(line.strip()) <= BLOCK_LINE_CHARS:
+        elif block_left and _block_line(line):
             stripped = line.strip()
             first = start + line.index(stripped)
             found.append((first, first + len(stripped)))
@@ -85,6 +105,12 @@ def find_addresses(text: str) -> list[tuple[int, int]]:
         else:
             block_left = 0
     return found
+
+
+def _block_line(line: str) -> bool:
+    """A town / country / postcode line: short, and no sentence ("Thanks!", "Is that right?")."""
+    stripped = line.strip()
+    return 0 < len(stripped) <= BLOCK_LINE_CHARS and stripped[-1] not in "!?:" and not stripped[0].islower()
 
 
 def _line_addresses(usaddress, line: str, offset: int) -> list[tuple[int, int]]:
@@ -116,11 +142,17 @@ def _clause_end(word: str) -> bool:
 
 
 def _accepted(run, line: str, offset: int) -> list[tuple[int, int]]:
+    first = next((n for n, (word, _, _, label) in enumerate(run) if _decisive(word, label)), len(run))
+    cut = [n for n, (word, *_) in enumerate(run[:first]) if word.lower() in FUNCTION_WORDS]
+    run = run[cut[-1] + 1:] if cut else run  # the address starts after the last function word
     if (run and any(any(c.isdigit() for c in word) for word, *_ in run)
             and any(_decisive(word, label) for word, _, _, label in run)):
         start = run[0][1]
         before = LEADING_NUMBER.search(line[:start])  # a postbox number the parser called something else
-        return [(offset + (before.start() if before else start), offset + run[-1][2])]
+        end = run[-1][2] - (len(run[-1][0]) - len(run[-1][0].rstrip(".,;:")))  # "Americas," ends before its comma
+        if _plain(run[-1][0]) in ADDRESS_WORDS:  # "St." keeps its abbreviation point
+            end = run[-1][2] - (len(run[-1][0]) - len(run[-1][0].rstrip(",;:")))
+        return [(offset + (before.start() if before else start), offset + end)]
     return []
 
 
