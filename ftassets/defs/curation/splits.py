@@ -7,14 +7,15 @@ from collections import Counter
 
 import dagster as dg
 
-from ftassets.defs.curation.cleaning import GROUP, deduplicated_examples, scrub_summary, validated_examples
+from ftassets.defs.curation.cleaning import (GROUP, deduplicated_examples, residual_result, scrub_summary,
+                                             validated_examples)
 from ftassets.defs.curation.heldout import frozen_test_set, gold_set, redteam_set
 from ftassets.defs.curation.settings import CurationSettings
 from ftassets.defs.platform.metadata import partition_check, write_splits
 from ftassets.defs.platform.resources import ArtifactStore, PiiEngine
 from ftassets.lib.core.files import read_jsonl
 from ftassets.lib.curation import dedup, splits
-from ftassets.lib.curation.pii import preference_fields
+from ftassets.lib.curation.pii import preference_fields, text_fields_of
 
 # What training data must never copy: (label, asset, file role), plus the forgetting benchmarks the eval
 # contract names. Used by decontamination and by its blocking check.
@@ -129,3 +130,12 @@ def preference_pairs_conserved(store: ArtifactStore) -> dg.AssetCheckResult:
     ids = store.catalog.ids
     return partition_check(ids("validated_examples", "preference"),
                            {role: ids("preference_pairs", role) for role in ("train", "validation", "held_back", "dropped")})
+
+
+@dg.asset_check(asset=preference_pairs, blocking=True,
+                description="The scrubber's own recognizers, run again on every prompt turn, chosen and rejected reply "
+                            "of every pair written (dropped ones too), find no PII entity left (allow-list excepted).")
+def no_residual_pii_in_pairs(store: ArtifactStore, pii: PiiEngine, curation: CurationSettings) -> dg.AssetCheckResult:
+    texts = [text for role in ("train", "validation", "held_back", "dropped")
+             for pair in store.records("preference_pairs", role) for text in text_fields_of(pair, preference_fields)]
+    return residual_result(pii.scrubber(curation.scrub).residual(texts))

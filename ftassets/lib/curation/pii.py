@@ -15,14 +15,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ftassets.lib.curation.addresses import recognizer as address_recognizer
+from ftassets.lib.curation.normalise import normalise
+
+PLACEHOLDER = re.compile(r"<[A-Z_]+>")  # what the replace operator writes: "<PERSON>"
 DEFAULT_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON", "CREDIT_CARD", "LOCATION",
                     "STREET_ADDRESS", "IBAN_CODE", "US_SSN", "IP_ADDRESS")
-STREET_ADDRESS_REGEX = (
-    r"\b\d{1,5}\s+(?:[A-Z][a-zA-Z]+\s){0,3}"
-    r"(?:Street|St\.|Road|Rd\.|Avenue|Ave\.|Lane|Ln\.|Boulevard|Blvd\.|Drive|Dr\.|Way|Court|"
-    r"Place|Square|Kingsway|[A-Z][a-z]+strasse)\b"
-)
-
 # Numbers Presidio's built-in recognizers miss because they check issuer prefixes/Luhn (cards) or a
 # fixed list of national formats (phones). On their own they score below the default threshold;
 # a context word within the five words before them ("card", "phone", "fax", ...) lifts them over it,
@@ -39,6 +37,7 @@ PHONE_DIGITS_REGEX = r"(?<![\w+-])\d{8,14}(?!\w)(?!-\d)"
 PHONE_E164_REGEX = r"(?<![\w+-])\+\d{10,14}(?!\w)(?!-\d)"
 E164_SCORE = 0.5
 BATCH_SIZE = 64  # texts per spaCy nlp.pipe batch
+MAX_PASSES = 3  # analyses of a text that keeps changing (scrub_texts)
 # Matched as substrings of the lowercased words around a number (Presidio's context matching, with
 # the words standing in for lemmas, see _lowercase_lemmas): stems, so that "phoning" and
 # "messaging" count as "phone" and "message" did.
@@ -64,10 +63,11 @@ def _lowercase_lemmas(nlp) -> None:
     a context word as a substring ("card" in "cards", "cell" in "cellphone"), so the word finds most
     of what the lemma found. Where an inflection drops a letter the word does not ("phoning" holds
     no "phone"): our own context lists use stems for those ("phon"); Presidio's built-in lists
-    lose them ("securities" no longer counts as "security" for US_SSN). One gain: "calling" and
-    "called" now count as "call", which Presidio skipped before because the lemma "call" is a
-    spaCy stop word (bare "call" still is). Faster, with the same output on the measured data
-    (docs/figures.md). names.py reads the tagger's tags, not the ruler's part-of-speech."""
+    lose them ("securities" no longer counts as "security" for US_SSN). "call" is a spaCy stop word,
+    and Presidio drops stop words from the words it searches for context, so our context words are
+    made non-stop words in this model's vocabulary ("call me on 9472 7916" was missed). Faster, with
+    the same output on the measured data (docs/figures.md). names.py reads the tagger's tags, not
+    the ruler's part-of-speech."""
     from spacy.language import Language
 
     if not Language.has_factory(LOWERCASE_LEMMAS):
@@ -77,6 +77,9 @@ def _lowercase_lemmas(nlp) -> None:
             nlp.disable_pipe(name)
     if LOWERCASE_LEMMAS not in nlp.pipe_names:
         nlp.add_pipe(LOWERCASE_LEMMAS)
+    for word in (*PHONE_CONTEXT, *CARD_CONTEXT):
+        for form in (word, word.title(), word.upper()):
+            nlp.vocab[form].is_stop = False
 
 
 def _set_lowercase_lemmas(doc):
@@ -121,9 +124,7 @@ class PiiScrubber:
             _lowercase_lemmas(nlp)
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=["en"])
-        registry.add_recognizer(PatternRecognizer(
-            supported_entity="STREET_ADDRESS",
-            patterns=[Pattern("street_address", STREET_ADDRESS_REGEX, 0.6)]))
+        registry.add_recognizer(address_recognizer())  # usaddress-parsed lines (addresses.py)
         registry.add_recognizer(PatternRecognizer(
             supported_entity="CREDIT_CARD", name="CardNumberInContextRecognizer", context=CARD_CONTEXT,
             patterns=[Pattern("card_number_in_context", CARD_NUMBER_REGEX, CONTEXT_NUMBER_SCORE)]))
@@ -133,9 +134,9 @@ class PiiScrubber:
                       Pattern("phone_digits_in_context", PHONE_DIGITS_REGEX, CONTEXT_NUMBER_SCORE),
                       Pattern("phone_e164", PHONE_E164_REGEX, E164_SCORE)]))
         if name_lists:  # PERSON also from multi-locale name lists (see ftassets/lib/curation/names.py)
-            from ftassets.lib.curation.names import recognizer
+            from ftassets.lib.curation.names import common_words, recognizer
 
-            registry.add_recognizer(recognizer())
+            registry.add_recognizer(recognizer(common_words(nlp_engine.nlp["en"])))
         # Context words may also follow a number ("416 60 039 office"). Presidio counts the suffix window
         # from the first token of a match, so five tokens reach past a number written in groups.
         enhancer = LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=5)
@@ -166,12 +167,13 @@ class PiiScrubber:
         return self.scrub_texts([text])[0]
 
     def _allowed_removed(self, text: str, results) -> list:
-        """Findings that lie inside a match of an `allow_patterns` regex dropped (an order number
-        "LK-224790" the NER calls a LOCATION, or whose digits it calls a PHONE_NUMBER). Presidio's own
-        regex allow-list tests only the finding's text, which misses a finding of part of the id."""
-        if not self.allow_patterns or not results:
+        """Findings that lie inside a match of an `allow_patterns` regex, or inside a placeholder an earlier
+        pass wrote ("<PERSON>"), dropped (an order number "LK-224790" the NER calls a LOCATION, or whose
+        digits it calls a PHONE_NUMBER). Presidio's own regex allow-list tests only the finding's text,
+        which misses a finding of part of the id."""
+        if not results:
             return results
-        spans = [m.span() for p in self.allow_patterns for m in p.finditer(text)]
+        spans = [m.span() for p in (*self.allow_patterns, PLACEHOLDER) for m in p.finditer(text)]
         return [r for r in results if not any(start <= r.start and r.end <= end for start, end in spans)]
 
     def _apply(self, text: str, results) -> tuple[str, Counter]:
@@ -182,17 +184,54 @@ class PiiScrubber:
         # as a LOCATION and a PERSON), the anonymizer keeps one, and so does the count.
         return done.text, Counter(item.entity_type for item in done.items)
 
-    def scrub_texts(self, texts: list[str], batch_size: int = BATCH_SIZE) -> list[tuple[str, Counter]]:
-        """`scrub` for many texts: each distinct text is analyzed once (a system prompt shared by every
-        record costs one analysis), and the NER model runs over batches (spaCy's `nlp.pipe`, through
-        Presidio's BatchAnalyzerEngine) instead of one text at a time. Same results as `scrub` per text."""
+    def analyze_texts(self, texts: list[str], batch_size: int = BATCH_SIZE) -> list[list]:
+        """Presidio's findings per text, on the text's own offsets: each distinct text is analyzed once
+        (a system prompt shared by every record costs one analysis), in its normalised form
+        (normalise.py: obfuscation undone), over batches (spaCy's `nlp.pipe` through Presidio's
+        BatchAnalyzerEngine); allow patterns and earlier placeholders are left alone."""
         from presidio_analyzer import BatchAnalyzerEngine
 
         distinct = list(dict.fromkeys(texts))
+        normal = [normalise(text) for text in distinct]
         found = BatchAnalyzerEngine(self.analyzer).analyze_iterator(
-            distinct, language="en", batch_size=batch_size, entities=self.entities,
+            [n.text for n in normal], language="en", batch_size=batch_size, entities=self.entities,
             score_threshold=self.score_threshold, allow_list=self.allow_list or None)
-        done = {text: self._apply(text, self._allowed_removed(text, results)) for text, results in zip(distinct, found)}
+        table = {}
+        for text, norm, results in zip(distinct, normal, found):
+            for result in results:
+                result.start, result.end = norm.original_span(result.start, result.end)
+            table[text] = self._allowed_removed(text, results)
+        return [table[text] for text in texts]
+
+    def find(self, texts: list[str]) -> list[list[tuple[int, int, str]]]:
+        """(start, end, entity) of what scrubbing would replace in each text (the benchmark and the
+        residual check read this; `scrub_texts` replaces the same findings)."""
+        return [[(r.start, r.end, r.entity_type) for r in results] for results in self.analyze_texts(texts)]
+
+    def residual(self, texts: list[str]) -> Counter:
+        """Findings per entity type that these recognizers still make in already scrubbed texts: the
+        blocking residual checks read the counts, never the values."""
+        return Counter(entity for found in self.find(texts) for _, _, entity in found)
+
+    def scrub_texts(self, texts: list[str], batch_size: int = BATCH_SIZE) -> list[tuple[str, Counter]]:
+        """`scrub` for many texts. A text that changed is analyzed again, up to MAX_PASSES in all:
+        with "John" replaced, the NER may now see "Smith" on its own as a name; a text with no
+        finding is not analyzed again (the same text gives the same findings). Same results as
+        `scrub` per text."""
+        done = {text: (text, Counter()) for text in dict.fromkeys(texts)}
+        pending = list(done)
+        for _ in range(MAX_PASSES):
+            current = [done[text][0] for text in pending]
+            results = self.analyze_texts(current, batch_size)
+            changed = []
+            for text, now, found in zip(pending, current, results):
+                if found:
+                    scrubbed, counts = self._apply(now, found)
+                    done[text] = (scrubbed, done[text][1] + counts)
+                    changed.append(text)
+            pending = changed
+            if not pending:
+                break
         return [done[text] for text in texts]
 
     def scrub_records(self, records: list[dict], text_fields, chunk: int = 4096,
@@ -268,6 +307,11 @@ def preference_fields(record: dict):
     yield from chat_fields(record)
     for key in ("chosen", "rejected"):
         yield (lambda k=key: record[k]), (lambda v, k=key: record.__setitem__(k, v))
+
+
+def text_fields_of(record: dict, text_fields) -> list[str]:
+    """The texts `text_fields` names in a record, as scrubbing reads them."""
+    return [get() for get, _ in text_fields(record)]
 
 
 def _deep_copy(record: dict) -> dict:
