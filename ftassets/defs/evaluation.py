@@ -80,9 +80,11 @@ def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.M
         report["adapter_merged_task_gap"] = abs(results[adapter_key]["test"]["task_success"]
                                                 - results["merged_model"]["test"]["task_success"])
     markdown = report_lib.report_markdown(report)
-    json_path = store.catalog.write_json("eval_report", "report", report)
-    md_path = store.catalog.write_text("eval_report", "markdown", "\n\n".join(
-        ["# Evaluation report", markdown, "## Training curves", *_loss_plots(store)]) + "\n")
+    plots = _loss_plots(store)
+    with store.catalog.unit("eval_report") as catalog:  # the JSON and its Markdown rendering switch together
+        json_path = catalog.write_json("eval_report", "report", report)
+        md_path = catalog.write_text("eval_report", "markdown", "\n\n".join(
+            ["# Evaluation report", markdown, "## Training curves", *plots]) + "\n")
     summary = {k: {"task_success": v["test"]["task_success"], "gold_pass_rate": v["gold"]["pass_rate"],
                    "refusal_rate": v["safety"]["refusal_rate"], "toxic_rate": v["safety"]["toxic_rate"]}
                for k, v in results.items()}
@@ -129,8 +131,9 @@ def blind_review_packet(store: ArtifactStore) -> dg.MaterializeResult:
     test = ev.test_items(store.records("frozen_test_set", "test"))
     rows, key = review.make_packet(test, replies["base_model"], replies[tuned], tuned, settings.sample_size,
                                    settings.seed, settings.blind_compare)
-    packet = store.catalog.write_records("blind_review_packet", "packet", rows)
-    store.catalog.write_json("blind_review_packet", "key", key)
+    with store.catalog.unit("blind_review_packet") as catalog:  # a packet is never paired with another's key
+        packet = catalog.write_records("blind_review_packet", "packet", rows)
+        catalog.write_json("blind_review_packet", "key", key)
     return dg.MaterializeResult(metadata={
         "packet_id": key["packet_id"], "pairs": len(rows), "key_sha256": review.key_digest(key),
         "packet_path": dg.MetadataValue.path(str(packet)),

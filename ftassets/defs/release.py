@@ -19,9 +19,10 @@ from ftassets.lib.core.catalog import file_name
 from ftassets.lib.core.contract import EvalContract
 from ftassets.lib.core.files import atomic_directory, sha256_file, sha256_json, write_json_atomic
 from ftassets.lib.core.models import weights_sha256
+from ftassets.lib.curation import dedup
 from ftassets.lib.evaluation import report as report_lib
 from ftassets.lib.release import audit as audit_lib
-from ftassets.lib.release import model_card, serving
+from ftassets.lib.release import history, model_card, serving
 from ftassets.lib.release.gate import evaluate_gate
 from ftassets.lib.training.checkpoints import input_hashes
 from ftassets.lib.training.sweep import adapter_uses_choice
@@ -135,14 +136,18 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) ->
                       "package_versions": package_versions(), **_git_commit()},
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    catalog = store.catalog
-    manifest_path = catalog.write_json("release_decision", "manifest", manifest)
-    card_path = catalog.write_text("release_decision", "model_card",
-                                   model_card.render(manifest, report_lib.report_markdown(report, with_plot=False)))
     audit["target"].update({"release_name": manifest["release_name"], "decision": manifest["decision"],
                             "run_id": context.run_id})
-    catalog.write_json("release_decision", "audit", audit)
-    audit_md = catalog.write_text("release_decision", "audit_markdown", audit_lib.render_markdown(audit))
+    with store.catalog.unit("release_decision") as catalog:  # manifest, card and audit switch together
+        manifest_path = catalog.write_json("release_decision", "manifest", manifest)
+        card_path = catalog.write_text("release_decision", "model_card",
+                                       model_card.render(manifest, report_lib.report_markdown(report, with_plot=False)))
+        catalog.write_json("release_decision", "audit", audit)
+        audit_md = catalog.write_text("release_decision", "audit_markdown", audit_lib.render_markdown(audit))
+    splits = {role: store.records("data_splits", role) for role in ("train", "validation")}
+    evidence_path = history.write_evidence(store.catalog.release_history(), history.build_evidence(
+        manifest, report, splits, store.records("frozen_test_set", "test"), tuned,
+        dedup.prompt_text, dedup.minhash))  # what `ftassets diff` compares
     table = "\n".join(["| rule | value | threshold | passed |", "|---|---|---|---|"] +
                       [f"| {r['rule']} | {r['value']} | {r['threshold']} | {'yes' if r['passed'] else 'NO'} |"
                        for r in gate["rules"]])
@@ -153,6 +158,7 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) ->
         "rules": dg.MetadataValue.md(table), "human_review": review["status"],
         "upstream_checks_failed": len(failed_checks),
         "manifest_path": dg.MetadataValue.path(str(manifest_path)),
+        "evidence_path": dg.MetadataValue.path(str(evidence_path)),
         "model_card_path": dg.MetadataValue.path(str(card_path)),
         "lineage_audit_path": dg.MetadataValue.path(str(audit_md)),
         "sources": dg.MetadataValue.json({k: v["data_version"] for k, v in chain["sources"].items()})},

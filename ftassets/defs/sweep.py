@@ -113,8 +113,9 @@ def sft_trial(context: dg.AssetExecutionContext, store: ArtifactStore,
 def sft_sweep(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.MaterializeResult:
     trials = _plan(store)
     result = choose(trials, {t.key: _record(store, t) for t in trials}, _fingerprints(store, trials))
-    store.catalog.write_json("sft_sweep", "sweep", result)
-    store.catalog.write_text("sft_sweep", "run_config", yaml.safe_dump(run_config(result), sort_keys=False))
+    with store.catalog.unit("sft_sweep") as catalog:  # the result and the run config it chose switch together
+        catalog.write_json("sft_sweep", "sweep", result)
+        catalog.write_text("sft_sweep", "run_config", yaml.safe_dump(run_config(result), sort_keys=False))
     columns = [*trials[0].values, "score", "best_step", "validation_loss"]
     table = "\n".join([f"| {' | '.join(columns)} |", "|" + "---|" * len(columns)] +
                       [f"| {' | '.join(str(row[c]) for c in columns)} |" for row in result["grid"]])

@@ -120,9 +120,8 @@ def adapter_stack(store: ArtifactStore, include_dpo: bool) -> list[str]:
 def merged_model(context: dg.AssetExecutionContext, config: MergeConfig, store: ArtifactStore) -> dg.MaterializeResult:
     target = store.artifact("merged_model")
     stack = adapter_stack(store, config.include_dpo)
-    merge.merge_adapters(str(store.artifact("base_model")), stack, target)
-    store.catalog.write_json("merged_model", "stack", {"base_model": str(store.artifact("base_model")),
-                                                       "adapters": stack})
+    merge.merge_adapters(str(store.artifact("base_model")), stack, target, extra={  # weights and stack: one unit
+        file_name("merged_model", "stack"): {"base_model": str(store.artifact("base_model")), "adapters": stack}})
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(target)), "adapters": dg.MetadataValue.json(stack),
         "config": dg.MetadataValue.json(config.model_dump()),

@@ -24,6 +24,13 @@ def _wait(predicate, timeout: float, what: str, daemon, log):
     wait(predicate, timeout, what, daemon, log, fail=pytest.fail)
 
 
+def far_from_now() -> str:
+    """A daily cron time twelve hours away: the nightly re-curation must not fire during the test (it did
+    once, at 02:00 UTC, and its run held the queue past the wait)."""
+    hour = (time.gmtime().tm_hour + 12) % 24
+    return f"0 {hour} * * *"
+
+
 @pytest.mark.slow
 def test_editing_one_example_recurates_exactly_downstream_and_never_trains(tmp_path, tiny_model_dir):
     data, work = tmp_path / "data", tmp_path / "work"
@@ -41,7 +48,8 @@ def test_editing_one_example_recurates_exactly_downstream_and_never_trains(tmp_p
         assert done.success
         env = {**os.environ, "DAGSTER_HOME": str(home), "FTASSETS_DATA_DIR": str(data),
                "FTASSETS_ARTIFACTS_DIR": str(artifacts), "FTASSETS_SENSOR_INTERVAL_S": "5",
-               "FTASSETS_AUTOMATION_INTERVAL_S": "5", "FTASSETS_TRAINING_POLICY": "manual"}
+               "FTASSETS_AUTOMATION_INTERVAL_S": "5", "FTASSETS_TRAINING_POLICY": "manual",
+               "FTASSETS_RECURATION_CRON": far_from_now()}
         log = work / "daemon.log"
         with open(log, "w") as out:
             daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run",

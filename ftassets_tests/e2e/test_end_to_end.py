@@ -101,6 +101,7 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys
     _audit_of_first_release(artifacts, result, observed)
     first, second = _release_then_tighten(tmp_path, artifacts, instance)
     _audit_answers_governance_questions(instance, home, result, first, second, monkeypatch, capsys)
+    _diff_names_what_changed(artifacts, first, second, monkeypatch, capsys)
 
 
 def _audit_of_first_release(artifacts, result, observed):
@@ -184,6 +185,22 @@ def _release_then_tighten(tmp_path, artifacts, instance):
     # the bundle on disk is still the one released under the lenient contract; nothing overwrote it
     assert Catalog(artifacts).read_json("serving_bundle", "manifest")["contract"]["release_rule"] == "thresholds_only"
     return first, second
+
+
+def _diff_names_what_changed(artifacts, first, second, monkeypatch, capsys):
+    """`ftassets diff` from the released decision to the rejected one after it: the same evaluation and
+    data, so no source, example or test item changed; the contract did, and with it the decision."""
+    monkeypatch.setenv("FTASSETS_ARTIFACTS_DIR", str(artifacts))
+    assert cli.main(["diff", first.run_id[:8], second.run_id[:8], "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["from"]["decision"], d["to"]["decision"]) == ("release", "reject")
+    assert d["test_items"]["compared"] > 0 and d["test_items"]["won"] == [] and d["test_items"]["lost"] == []
+    assert d["sources"] == {} and not any(d["examples"].values())
+    assert any(key.startswith("contract.") for key in d["settings"])
+    assert any(r["passed"] == [True, False] for r in d["rules"])
+    assert cli.main(["diff"]) == 0  # previous -> latest: the same two decisions, as text
+    assert "(release) -> " in capsys.readouterr().out
+    assert cli.main(["diff", "no_such_release", "latest"]) == 2
 
 
 def _audit_answers_governance_questions(instance, home, initial, first, second, monkeypatch, capsys):

@@ -54,3 +54,29 @@ def test_temporary_files_of_a_dead_writer_are_removed_and_never_published(tmp_pa
     assert sorted(p.name for p in removed) == sorted([theirs.replace("weights.bin", "other_asset")
                                                        + "staging-c", theirs + "b.tmp"])
     assert sorted(p.name for p in artifact.iterdir()) == sorted(["config.txt", mine + "a.tmp", other_host])
+
+
+def test_an_assets_files_switch_as_one_unit(tmp_path):
+    """Catalog.unit: the old split files stay whole until every new one is written; a failure midway
+    publishes none of the new files and leaves no staging folder behind."""
+    from ftassets.lib.core.catalog import Catalog
+
+    catalog = Catalog(tmp_path)
+    with catalog.unit("data_splits") as staged:
+        for role in ("train", "validation", "contaminated", "held_back"):
+            staged.write_records("data_splits", role, [{"id": f"old-{role}"}])
+    with pytest.raises(RuntimeError):
+        with catalog.unit("data_splits") as staged:
+            written = staged.write_records("data_splits", "train", [{"id": "new-train"}])
+            assert written == catalog.path("data_splits", "train")  # the final path, not the staging one
+            assert catalog.ids("data_splits", "train") == ["old-train"]  # readers still see the old unit
+            assert staged.ids("data_splits", "train") == ["new-train"]
+            raise RuntimeError("killed before validation.jsonl was written")
+    assert catalog.ids("data_splits", "train") == ["old-train"]
+    assert catalog.ids("data_splits", "validation") == ["old-validation"]
+    with catalog.unit("data_splits") as staged:
+        staged.write_records("data_splits", "train", [{"id": "new-train"}])
+        staged.write_records("data_splits", "validation", [{"id": "new-validation"}])
+    assert catalog.ids("data_splits", "train") == ["new-train"]
+    assert not catalog.path("data_splits", "contaminated").exists()  # no stale side file from the old unit
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data_splits"]

@@ -16,6 +16,7 @@ from ftassets.lib.core.errors import GovernanceError
 from ftassets.lib.core.files import sha256_bytes, sha256_file
 from ftassets.lib.core.models import count_chat_tokens, load_tokenizer
 from ftassets.lib.curation import dedup, formats, frozen
+from ftassets.lib.curation.identifiers import safe_path
 from ftassets.lib.curation.pii import chat_fields
 from ftassets.lib.curation.reading import inside
 from ftassets.lib.curation.validation import validate_sources
@@ -72,13 +73,14 @@ def validated_examples(context: dg.AssetExecutionContext, store: ArtifactStore,
     tokenizer = load_tokenizer(store.artifact("base_model"))
     allowed = load_training_data_licenses(store.data(curation.policy_file))
     sft, pref = validate_sources(sources, lambda m: count_chat_tokens(tokenizer, m), curation.max_tokens, allowed)
-    catalog = store.catalog
-    sft_path = catalog.write_records("validated_examples", "sft", sft.kept)
-    catalog.write_records("validated_examples", "preference", pref.kept)
-    quarantine = catalog.write_records("validated_examples", "quarantine", sft.quarantined + pref.quarantined)
+    with store.catalog.unit("validated_examples") as catalog:  # the three files switch together
+        sft_path = catalog.write_records("validated_examples", "sft", sft.kept)
+        catalog.write_records("validated_examples", "preference", pref.kept)
+        quarantine = catalog.write_records("validated_examples", "quarantine", sft.quarantined + pref.quarantined)
     read = len(sft.kept) + len(pref.kept) + len(sft.quarantined) + len(pref.quarantined)
     read_files = [f for s in sources for f in s.files] + [s.folder / "source.yaml" for s in sources]
-    inputs = store.file_versions([f for f in read_files if f.is_file() and inside(store.data_dir, f)])  # no symlink out
+    inputs = {safe_path(path): version for path, version in  # no symlink out; no folder or file name with PII
+              store.file_versions([f for f in read_files if f.is_file() and inside(store.data_dir, f)]).items()}
     context.log.info(f"validated {read} items: {len(sft.kept)} sft, {len(pref.kept)} preference kept")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(sft.kept) + len(pref.kept),
@@ -143,10 +145,10 @@ def deduplicated_examples(store: ArtifactStore, curation: CurationSettings) -> d
     kept, dropped = dedup.deduplicate(records, config.near_duplicate_threshold, config.num_perm, config.shingle_size,
                                       protected=set(lock["ids"]) if lock else set())
     clusters = dedup.cluster_report(dropped)
-    catalog = store.catalog
-    path = catalog.write_records("deduplicated_examples", "sft", kept)
-    catalog.write_records("deduplicated_examples", "dropped", dropped)
-    cluster_path = catalog.write_records("deduplicated_examples", "clusters", clusters)
+    with store.catalog.unit("deduplicated_examples") as catalog:
+        path = catalog.write_records("deduplicated_examples", "sft", kept)
+        catalog.write_records("deduplicated_examples", "dropped", dropped)
+        cluster_path = catalog.write_records("deduplicated_examples", "clusters", clusters)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(kept),
         "input": len(records), "kept": len(kept), "dropped": len(dropped),

@@ -41,10 +41,11 @@ def file_version(path: Path) -> dg.DataVersion:
 
 
 def write_splits(catalog: Catalog, asset: str, files: dict[str, list[dict]]) -> dg.DataVersion:
-    """Write each split file atomically; the data version hashes what training reads (train and
-    validation), so a change in the side files (dropped, held back) does not make training stale."""
-    for role, rows in files.items():
-        catalog.write_records(asset, role, rows)
+    """Write the split files as one unit (`Catalog.unit`); the data version hashes what training reads
+    (train and validation), so a change in the side files (dropped, held back) does not make training stale."""
+    with catalog.unit(asset) as staged:
+        for role, rows in files.items():
+            staged.write_records(asset, role, rows)
     digest = sha256_bytes((sha256_file(catalog.path(asset, "train"))
                            + sha256_file(catalog.path(asset, "validation"))).encode())
     return dg.DataVersion(digest[:32])

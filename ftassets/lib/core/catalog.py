@@ -7,11 +7,13 @@ test can assert that no other module spells one."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ftassets.lib.core.contract import EvalContract
-from ftassets.lib.core.files import read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from ftassets.lib.core.files import (atomic_directory, read_jsonl, write_json_atomic, write_jsonl_atomic,
+                                     write_text_atomic)
 
 # What trl / peft / transformers write into an adapter folder, and what a training recipe adds.
 ADAPTER = {"adapter_config": "adapter_config.json", "adapter_weights": "adapter_model.safetensors",
@@ -54,6 +56,7 @@ FILES: dict[str, dict[str, str]] = {
 # Folders that are not assets: run failure records, and training checkpoints (outside the staging folder,
 # so a killed run can resume).
 INCIDENTS, CHECKPOINTS = "incidents", ".checkpoints"
+RELEASE_HISTORY = "release_history"  # one evidence file per release decision (lib/release/history.py)
 CHECKPOINT_FINGERPRINT = "fingerprint.json"
 
 
@@ -84,6 +87,9 @@ class Catalog:
     def checkpoints(self, asset: str) -> Path:
         return self.root / CHECKPOINTS / asset
 
+    def release_history(self) -> Path:
+        return self.root / RELEASE_HISTORY
+
     def incident(self, run_id: str) -> Path:
         return self.root / INCIDENTS / f"{run_id}.json"
 
@@ -105,6 +111,40 @@ class Catalog:
     def write_text(self, asset: str, role: str, text: str) -> Path:
         return write_text_atomic(self.path(asset, role), text)
 
+    @contextmanager
+    def unit(self, asset: str) -> Iterator["Catalog"]:
+        """Write all of an asset's files as one unit: the yielded catalog writes (and reads) that asset's
+        files in a staging folder, which replaces the asset's folder in one rename when the block ends.
+        A reader never sees new and old files side by side, and a run that dies midway publishes
+        nothing. The writers return the files' final paths (they exist once the block has ended)."""
+        with atomic_directory(self.folder(asset)) as staging:
+            yield _Staged(self.root, asset, staging)
+
     def contract(self) -> EvalContract:
         """The eval contract as `eval_contract` wrote it (typed, defaults filled in)."""
         return EvalContract.model_validate_json(self.path("eval_contract", "contract").read_text(encoding="utf-8"))
+
+
+class _Staged(Catalog):
+    """A catalog whose one asset lives in a staging folder until `Catalog.unit` publishes it."""
+
+    def __init__(self, root: Path, asset: str, staging: Path):
+        super().__init__(root)
+        self._asset, self._staging = asset, staging
+
+    def folder(self, asset: str) -> Path:
+        return self._staging if asset == self._asset else super().folder(asset)
+
+    def _final(self, written: Path) -> Path:
+        if not written.is_relative_to(self._staging):  # another asset's file: written in place
+            return written
+        return Catalog(self.root).folder(self._asset) / written.relative_to(self._staging)
+
+    def write_records(self, asset: str, role: str, rows: Iterable[dict]) -> Path:
+        return self._final(super().write_records(asset, role, rows))
+
+    def write_json(self, asset: str, role: str, data) -> Path:
+        return self._final(super().write_json(asset, role, data))
+
+    def write_text(self, asset: str, role: str, text: str) -> Path:
+        return self._final(super().write_text(asset, role, text))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ftassets.lib.core.errors import GovernanceError
 from ftassets.lib.core.files import sha256_tree
+from ftassets.lib.curation.identifiers import safe, safe_path
 from ftassets.lib.curation.reading import DETAILS, inside, iter_raw_items, load_source_yaml, read_meta_sidecar
 
 SOURCE_FIELDS = {"license", "provenance", "format", "task", "reviewed_by", "do_not_train", "kind"}
@@ -56,9 +57,9 @@ def load_source(folder: Path) -> Source:
         raise GovernanceError(f"{folder / 'source.yaml'}: format {spec['format']!r} is not a {spec['kind']} format "
                               f"({', '.join(formats)}; leave it out to detect per record)")
     files = data_files(folder)
-    return Source(name=folder.name, folder=folder, license=str(spec["license"]).lower(),
+    return Source(name=safe(folder.name), folder=folder, license=str(spec["license"]).lower(),
                   provenance=str(spec["provenance"]), kind=spec["kind"], task=str(spec.get("task", "")),
-                  reviewed_by=str(spec.get("reviewed_by", "")), do_not_train=bool(spec.get("do_not_train", False)),
+                  reviewed_by=safe(str(spec.get("reviewed_by", ""))), do_not_train=bool(spec.get("do_not_train", False)),
                   format=spec.get("format"), files=files)
 
 
@@ -70,18 +71,20 @@ def discover_sources(raw_root: Path) -> list[Source]:
         raise GovernanceError(f"{raw_root}: data root has no raw/ folder of sources")
     out = []
     for folder in source_folders(raw_root):
+        name = safe(folder.name)  # the folder's own name may hold PII: never recorded as written
         if not inside(raw_root, folder):
-            out.append(_unusable(folder, "outside_data_dir", f"{folder.name} resolves outside {raw_root}: not read"))
+            out.append(_unusable(folder, "outside_data_dir", f"{name} resolves outside the raw folder: not read"))
         elif not valid_source_name(folder.name):
             out.append(_unusable(folder, "invalid_source_name", "a source folder name must be printable and "
                                                                  "contain no '...'"))
         elif not (folder / "source.yaml").is_file():
-            out.append(_unusable(folder, "missing_source_yaml", f"{folder.name}/source.yaml not found"))
+            out.append(_unusable(folder, "missing_source_yaml", f"{name}/source.yaml not found"))
         else:
             try:
                 out.append(load_source(folder))
             except Exception as exc:  # any problem of one source.yaml quarantines that source, never the others
-                detail = str(exc) if isinstance(exc, GovernanceError) else f"{type(exc).__name__} reading source.yaml"
+                detail = (str(exc).replace(str(folder), f"raw/{name}") if isinstance(exc, GovernanceError)
+                          else f"{type(exc).__name__} reading source.yaml")
                 out.append(_unusable(folder, "invalid_source_yaml", detail))
     return out
 
@@ -102,12 +105,12 @@ def source_folders(raw_root: Path) -> list[Path]:
 
 def source_versions(raw_root: Path) -> dict[str, str]:
     """{source folder: content hash of every file in it (data, sidecar, source.yaml)}: a source's version."""
-    return {folder.name: sha256_tree(folder)[:32] for folder in source_folders(raw_root)
+    return {safe(folder.name): sha256_tree(folder)[:32] for folder in source_folders(raw_root)
             if valid_source_name(folder.name) and inside(raw_root, folder)}
 
 
 def _unusable(folder: Path, reason: str, detail: str) -> Source:
-    return Source(name=folder.name, folder=folder, license="", provenance="", kind="sft", task="",
+    return Source(name=safe(folder.name), folder=folder, license="", provenance="", kind="sft", task="",
                   reviewed_by="", do_not_train=True, files=data_files(folder), problem=(reason, detail))
 
 
@@ -121,8 +124,8 @@ def _is_data_file(path: Path) -> bool:
 
 
 def origin_file(source: Source, path: Path) -> str:
-    """How records name their file: relative to the data root (`raw/<source>/<file>`)."""
-    return str(path.relative_to(source.folder.parent.parent))
+    """How records name their file: relative to the data root (`raw/<source>/<file>`), each part `safe`."""
+    return safe_path(path.relative_to(source.folder.parent.parent).as_posix())
 
 
 def raw_origins(source: Source) -> list[tuple[str, int]]:

@@ -45,7 +45,7 @@ PHONE_CONTEXT = ["phon", "tel", "mobile", "cell", "fax", "office", "call", "reac
                  "sms", "whatsapp", "contact", "number", "dial"]
 
 
-def _offline_tldextract() -> None:
+def offline_tldextract() -> None:
     """Make every tldextract.extract() use the suffix list shipped inside the package."""
     import tldextract
 
@@ -103,7 +103,7 @@ class PiiScrubber:
         if operator not in ("replace", "mask", "hash"):
             raise ValueError(f"operator must be replace, mask or hash, got {operator!r}")
         os.environ.setdefault("TLDEXTRACT_CACHE", os.devnull)
-        _offline_tldextract()
+        offline_tldextract()
         import spacy.util
         from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
         from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer

@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from ftassets.lib.core.errors import GovernanceError
+from ftassets.lib.curation.identifiers import safe_path
 
 MAX_LINE_BYTES = 1 << 20  # one record above 1 MiB is an export error, not a chat example
 MAX_FILE_BYTES = 1 << 30  # decompressed bytes read from one JSONL file; the rest is quarantined unread
@@ -173,7 +174,7 @@ def read_meta_sidecar(data_file: Path) -> tuple[dict[str, dict], str | None]:
         if reason is None and not all(isinstance(row.get(k, ""), (str, type(None))) for k in ("task", "reviewed_by")):
             reason = "task and reviewed_by must be strings"
         if reason:
-            return {}, f"{sidecar.name}:{line}: {DETAILS.get(reason, reason)}"
+            return {}, f"{safe_path(sidecar.name)}:{line}: {DETAILS.get(reason, reason)}"
         meta[str(row.get("id"))] = row
     return meta, None
 

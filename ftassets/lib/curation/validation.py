@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from ftassets.lib.curation.formats import (PREFERENCE_FORMATS, SFT_FORMATS, Source, detect_format, file_metadata,
                                            origin_file, to_messages, to_preference)
+from ftassets.lib.curation.identifiers import safe
 from ftassets.lib.curation.reading import DETAILS, iter_raw_items
 
 KNOWN_ROLES = {"system", "user", "assistant"}
@@ -82,7 +83,7 @@ def validate_sources(sources: list[Source], count_tokens, max_tokens: int,
                 except Exception as exc:  # a record no check foresaw: quarantined by type, never a failed step
                     record, reason, detail = None, "unreadable_record", f"{type(exc).__name__} while validating"
                 if reason is not None:
-                    ident = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+                    ident = safe(item["id"]) if isinstance(item, dict) and isinstance(item.get("id"), str) else None
                     result.quarantined.append({**base, "id": ident, "reason": reason, "detail": detail})
                     continue
                 seen_ids.add(record["id"])
@@ -113,10 +114,11 @@ def _to_record(item, source: Source, meta: dict, line: int):
         return None, "unknown_format", f"could not read as one of {', '.join(allowed)}"
     if not isinstance(item.get("id", ""), (str, int)) or not isinstance(item.get("task", ""), str):
         return None, "malformed_record", "id must be a string or integer and task a string"
-    ident = str(item.get("id") or f"{source.name}-{line:06d}")
-    sidecar = meta.get(ident, {})
+    written = str(item.get("id") or f"{source.name}-{line:06d}")
+    ident = safe(written)  # an id that holds PII is kept as its stable hash (identifiers.py)
+    sidecar = meta.get(written, {})
     record_meta = {"task": sidecar.get("task") or item.get("task") or source.task,
-                   "reviewed_by": sidecar.get("reviewed_by") or source.reviewed_by,
+                   "reviewed_by": safe(str(sidecar.get("reviewed_by") or source.reviewed_by)),
                    "contains_pii": bool(sidecar.get("contains_pii", False)),
                    "split_hint": sidecar.get("split_hint"), "license": source.license}
     try:
@@ -129,7 +131,7 @@ def _to_record(item, source: Source, meta: dict, line: int):
     for messages in conversations:
         reason = role_order_reason(messages) or content_reason(messages)
         if reason:
-            return None, reason, "roles: " + ",".join(str(m["role"]) for m in messages)
+            return None, reason, "roles: " + ",".join(safe(str(m["role"])) for m in messages)
     return {"id": ident, **fields, "meta": record_meta}, None, None
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftassets.lib.core.files import atomic_directory
+from ftassets.lib.core.files import atomic_directory, write_json_atomic
 from ftassets.lib.core.models import adapter_model
 
 
-def merge_adapters(base_model: str, adapters: list[str], target: Path) -> Path:
-    """Write base + adapters (merged) as safetensors with tokenizer and generation config."""
+def merge_adapters(base_model: str, adapters: list[str], target: Path, extra: dict[str, dict] | None = None) -> Path:
+    """Write base + adapters (merged) as safetensors with tokenizer and generation config, and the
+    `extra` JSON files ({file name: content}), all in one staging folder published in one rename."""
     from transformers import GenerationConfig
 
     from ftassets.lib.core.models import load_tokenizer
@@ -30,6 +31,8 @@ def merge_adapters(base_model: str, adapters: list[str], target: Path) -> Path:
         except OSError:
             GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
                              ).save_pretrained(staging)
+        for name, content in (extra or {}).items():
+            write_json_atomic(staging / name, content)
     return Path(target)
 
 
