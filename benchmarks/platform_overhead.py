@@ -46,13 +46,13 @@ def through_dagster(scratch: Path, steps: int) -> float:
 
     from ftassets.definitions import defs
     from ftassets.defs.curation.settings import load_curation_settings
-    from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, training_launcher
+    from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, experiment_tracking, training_launcher
 
     shutil.rmtree(scratch / "sft_adapter", ignore_errors=True)
     config = {"ops": {"sft_adapter": {"config": {**SETTINGS, "max_steps": steps, "eval_steps": steps}}}}
     resources = {"store": ArtifactStore(data_dir=str(REPO / "data"), artifacts_dir=str(scratch)),
                  "pii": PiiEngine(), "curation": load_curation_settings(REPO / "data"),
-                 "training_launcher": training_launcher()}
+                 "training_launcher": training_launcher(), "tracking": experiment_tracking()}
     started = time.perf_counter()
     result = dg.materialize(list(defs.assets) + list(defs.asset_checks), resources=resources, run_config=config,
                             selection="sft_adapter", instance=dg.DagsterInstance.ephemeral(), raise_on_error=True)

@@ -95,9 +95,18 @@ def run(args) -> int:
     materialized = sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()})
     print(f"\nrun {result.run_id}: {'succeeded' if result.success else 'FAILED'}; "
           f"materialized {len(materialized)} assets: {', '.join(materialized)}")
+    for event in result.all_events:  # what stopped the run, in one line per failed step
+        if event.is_step_failure and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error.cause is not None:  # Dagster wraps the asset's own exception
+                error = error.cause
+            if error.cls_name != "DagsterAssetCheckFailedError":  # a failed check is printed below, with its value
+                print(f"step FAILED: {event.step_key}: {error.message.strip() or 'see the run in the UI'}")
     for event in result.get_asset_check_evaluations():
         if not event.passed:
-            print(f"check FAILED: {event.asset_key.to_user_string()}:{event.check_name} {event.metadata}")
+            shown = {k: getattr(v, "value", v) for k, v in event.metadata.items() if k in ("value", "threshold")}
+            print(f"check FAILED: {event.asset_key.to_user_string()}:{event.check_name}"
+                  + "".join(f" {k} {v}" for k, v in shown.items()))
     if manifest_path.is_file() and "release_decision" in materialized:
         manifest = json.loads(manifest_path.read_text())
         print(f"\nRELEASE DECISION: {manifest['decision'].upper()}")
@@ -230,7 +239,7 @@ def init(args) -> int:
         return 2
     shutil.copytree(Path(__file__).parent / "templates" / "data_folder", folder, dirs_exist_ok=True)
     print(f"scaffolded {folder}:\n  governance/  base-model record, license policy, eval contract (one task: answer), "
-          f"decoding policy, curation settings\n  eval/        gold set and red-team starters, a general probe\n"
+          f"decoding policy, curation settings, owners\n  eval/        gold set and red-team starters, a general probe\n"
           f"  raw/         your sources, one folder each (raw/README.md)\n  run_config.yaml  a short CPU training budget\n"
           f"next: add a source under raw/, declare its task in governance/eval_contract.yaml, then\n"
           f"  ftassets check {folder}\n"

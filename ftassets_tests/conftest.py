@@ -103,11 +103,11 @@ def materialize(data_dir, artifacts_dir, run_config=None, selection="*", instanc
     from ftassets.definitions import defs
     from ftassets.defs.sweep import main_loop
     from ftassets.defs.curation.settings import load_curation_settings
-    from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, training_launcher
+    from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, experiment_tracking, training_launcher
 
     resources = {"store": ArtifactStore(data_dir=str(data_dir), artifacts_dir=str(artifacts_dir)),
                  "pii": PiiEngine(), "curation": load_curation_settings(data_dir),
-                 "training_launcher": training_launcher()}
+                 "training_launcher": training_launcher(), "tracking": experiment_tracking()}
     served = os.environ.get("FTASSETS_DATA_DIR")
     os.environ["FTASSETS_DATA_DIR"] = str(data_dir)  # as a code location serving this folder (curation settings)
     try:

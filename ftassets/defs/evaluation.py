@@ -5,17 +5,19 @@ perplexity and forgetting benchmarks; and the blind human review of base vs tune
 import time
 
 import dagster as dg
+from pydantic import Field
 
-from ftassets.defs.platform.metadata import upstream_versions
+from ftassets.defs.platform.metadata import review_table, upstream_versions
 from ftassets.defs.platform.resources import ArtifactStore
 from ftassets.lib.core.contract import EvalContract
-from ftassets.lib.core.files import sha256_file, sha256_json
+from ftassets.lib.core.files import sha256_file, sha256_json, write_jsonl_atomic
 from ftassets.lib.core.models import adapter_model, load_model, load_tokenizer
 from ftassets.lib.core.plots import loss_curves_png, markdown_image
 from ftassets.lib.evaluation import evaluate as ev
 from ftassets.lib.evaluation import report as report_lib
 from ftassets.lib.evaluation import review, toxicity
 from ftassets.lib.core.scoring import check_declared
+from ftassets.lib.curation.identifiers import safe
 
 GROUP = "evaluation"
 EVAL_INPUTS = ["base_model", "sft_adapter", "dpo_adapter", "merged_model", "frozen_test_set", "gold_set",
@@ -44,12 +46,13 @@ def _eval_inputs(store: ArtifactStore, contract: EvalContract) -> ev.EvalInputs:
 def _loss_plots(store: ArtifactStore) -> list[str]:
     out = []
     for key in ("sft_adapter", "dpo_adapter"):
-        if store.path(key, "summary").is_file():
-            out.append(markdown_image(loss_curves_png(store.read_json(key, "summary"), key), f"{key} loss curves"))
+        png = loss_curves_png(store.read_json(key, "summary"), key) if store.path(key, "summary").is_file() else None
+        if png:
+            out.append(markdown_image(png, f"{key} loss curves"))
     return out
 
 
-@dg.asset(group_name=GROUP, kinds={"json", "markdown"}, deps=EVAL_INPUTS, pool="heavy_compute",
+@dg.asset(group_name=GROUP, kinds={"lm-eval", "json", "markdown"}, deps=EVAL_INPUTS, pool="heavy_compute",
           description="Every compared model side by side: frozen-test task metrics, gold set, refusal and "
                       "toxicity on red-team prompts, perplexity on assistant tokens, lm-eval forgetting.")
 def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.MaterializeResult:
@@ -79,7 +82,8 @@ def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.M
     if adapter_key in results and "merged_model" in results:
         report["adapter_merged_task_gap"] = abs(results[adapter_key]["test"]["task_success"]
                                                 - results["merged_model"]["test"]["task_success"])
-    markdown = report_lib.report_markdown(report)
+    markdown = report_lib.report_markdown(report, thresholds=contract.thresholds,
+                                          test=ev.test_items(inputs.test_records))
     plots = _loss_plots(store)
     with store.catalog.unit("eval_report") as catalog:  # the JSON and its Markdown rendering switch together
         json_path = catalog.write_json("eval_report", "report", report)
@@ -136,18 +140,36 @@ def blind_review_packet(store: ArtifactStore) -> dg.MaterializeResult:
         catalog.write_json("blind_review_packet", "key", key)
     return dg.MaterializeResult(metadata={
         "packet_id": key["packet_id"], "pairs": len(rows), "key_sha256": review.key_digest(key),
-        "packet_path": dg.MetadataValue.path(str(packet)),
+        "packet_path": dg.MetadataValue.path(str(packet)), "packet": review_table(rows),
         "instructions": dg.MetadataValue.md(
-            f"Copy `{packet.name}` to `{store.graded_review(key['packet_id'])}` and set `preferred` on each "
-            "row to `A`, `B` or `tie`; then materialize `human_review`.")},
+            "Read the `packet` table and grade in the UI: materialize `human_review` with config "
+            "`grades: {pair-001: A, pair-002: tie, ...}` (A, B or tie per pair). Or copy "
+            f"`{packet.name}` to `{store.graded_review(key['packet_id'])}`, set `preferred` on each row, and "
+            "materialize `human_review`.")},
         data_version=dg.DataVersion(key["packet_id"]))
 
 
+class ReviewConfig(dg.Config):
+    """Grades entered in the UI (the launchpad's config form on `human_review`) instead of a file."""
+
+    grades: dict[str, str] = Field(default_factory=dict, description="pair_id -> A, B or tie, read from the "
+                                   "`packet` table of blind_review_packet; saved as the graded file, on top of "
+                                   "grades already there")
+    reviewer: str = Field("", description="who graded (kept in the graded file; a name is stored as its hash)")
+
+
 @dg.asset(group_name=GROUP, kinds={"json"}, deps=[blind_review_packet],
-          description="Win rate of the tuned model in the graded blind review (pending until a graded file arrives).")
-def human_review(store: ArtifactStore) -> dg.MaterializeResult:
+          description="Win rate of the tuned model in the graded blind review (pending until a graded file arrives, "
+                      "or grades are entered in this asset's config form).")
+def human_review(context: dg.AssetExecutionContext, config: ReviewConfig, store: ArtifactStore) -> dg.MaterializeResult:
     key = store.read_json("blind_review_packet", "key")
     graded = store.graded_review(key["packet_id"])
+    if config.grades:  # graded in the UI: written as the file a reviewer would have dropped, then read back
+        earlier = review.read_grades(graded, key) if graded.is_file() else None
+        rows = review.grade_rows(store.records("blind_review_packet", "packet"), config.grades,
+                                 safe(config.reviewer.strip()), earlier)
+        write_jsonl_atomic(graded, rows)
+        context.log.info(f"{len(config.grades)} grade(s) from the config form saved to {graded}")
     if graded.is_file():
         result = {"status": "graded", "file": str(graded), "file_sha256": sha256_file(graded),
                   **review.win_rate(review.read_grades(graded, key), key)}

@@ -86,7 +86,7 @@ def _snapshot(config: BaseModelConfig, target: Path) -> None:
                 shutil.copy2(item, staging / item.name)
 
 
-@dg.asset(group_name="governance", kinds={"pytorch", "safetensors"}, deps=[base_model_record],
+@dg.asset(group_name="governance", kinds={"huggingface", "pytorch", "safetensors"}, deps=[base_model_record],
           description="Local safetensors snapshot of the base model, made once and reused.")
 def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig,
                store: ArtifactStore) -> dg.MaterializeResult:

@@ -13,12 +13,13 @@ from pydantic import Field
 
 from ftassets.defs.platform import lineage as lin
 from ftassets.defs.platform.metadata import package_versions
-from ftassets.defs.platform.resources import ArtifactStore
+from ftassets.defs.platform.resources import ArtifactStore, ExperimentTracking
 from ftassets.defs.sweep import trial_inputs
 from ftassets.lib.core.catalog import file_name
 from ftassets.lib.core.contract import EvalContract
 from ftassets.lib.core.files import atomic_directory, sha256_file, sha256_json, write_json_atomic
 from ftassets.lib.core.models import weights_sha256
+from ftassets.lib.core.tracking import TrackedRun
 from ftassets.lib.curation import dedup
 from ftassets.lib.evaluation import report as report_lib
 from ftassets.lib.release import audit as audit_lib
@@ -106,7 +107,8 @@ def _evaluation_section(report: dict, tuned_key: str) -> dict:
           description="release or reject, every contract rule with value and threshold; the release manifest "
                       "(everything needed to reproduce the run), the model card generated from it, and the lineage "
                       "audit: the exact upstream chain read back from Dagster's records.")
-def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.MaterializeResult:
+def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore,
+                     tracking: ExperimentTracking) -> dg.MaterializeResult:
     contract = store.contract()
     report = store.read_json("eval_report", "report")
     review = store.read_json("human_review", "review")
@@ -141,7 +143,8 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) ->
     with store.catalog.unit("release_decision") as catalog:  # manifest, card and audit switch together
         manifest_path = catalog.write_json("release_decision", "manifest", manifest)
         card_path = catalog.write_text("release_decision", "model_card",
-                                       model_card.render(manifest, report_lib.report_markdown(report, with_plot=False)))
+                                       model_card.render(manifest, report_lib.report_markdown(
+                                           report, with_plot=False, thresholds=contract.thresholds)))
         catalog.write_json("release_decision", "audit", audit)
         audit_md = catalog.write_text("release_decision", "audit_markdown", audit_lib.render_markdown(audit))
     splits = {role: store.records("data_splits", role) for role in ("train", "validation")}
@@ -152,7 +155,13 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore) ->
                       [f"| {r['rule']} | {r['value']} | {r['threshold']} | {'yes' if r['passed'] else 'NO'} |"
                        for r in gate["rules"]])
     failed_checks = [c for c in manifest["checks"] if c["passed"] is False]
-    return dg.MaterializeResult(metadata={
+    tracked = tracking.record(context, store, TrackedRun(
+        name=manifest["release_name"], artifacts=[manifest_path, card_path, store.path("eval_report", "markdown")],
+        params={"decision": gate["decision"], "tuned_model": tuned, "contract_version": contract.version,
+                "thresholds": contract.thresholds},
+        figures={f"rule/{r['rule']}": r["value"] for r in gate["rules"] if isinstance(r["value"], (int, float))},
+        tags={"ftassets/decision": gate["decision"], "ftassets/release_name": manifest["release_name"]}))
+    return dg.MaterializeResult(metadata={**tracked,
         "decision": gate["decision"], "release_name": manifest["release_name"],
         "reasons": dg.MetadataValue.json(gate["reasons"]),
         "rules": dg.MetadataValue.md(table), "human_review": review["status"],

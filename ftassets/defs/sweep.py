@@ -37,6 +37,7 @@ def _trial_io(store: ArtifactStore, trial: Trial, output_dir: str) -> RecipeIO:
     """A trial reads the train and validation splits, the contract and the base weights, nothing else."""
     inputs = trial_inputs(store)
     return RecipeIO(**inputs, output_dir=output_dir, checkpoint_dir=str(store.checkpoints("sft_trial") / trial.folder),
+                    tensorboard_dir=str(store.catalog.tensorboard("sft_trial", trial.folder)),
                     task_eval_file=inputs["validation_file"], gold_file=None, sweep_trial=True)
 
 
@@ -80,7 +81,7 @@ def sweep_plan(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.Ma
         "base": dg.MetadataValue.json(plan.base), "partitions": dg.MetadataValue.json(keys)})
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, partitions_def=TRIALS, pool=POOL,
+@dg.asset(group_name=GROUP, kinds={"pytorch", "peft", "trl"}, partitions_def=TRIALS, pool=POOL,
           deps=["sweep_plan", "base_model", "data_splits", "eval_contract"],
           description="One grid point of the sweep: the SFT recipe with the trial's settings, its checkpoint kept on "
                       "the contract's selection metric on the validation split; the score it reached there.")

@@ -14,11 +14,12 @@ import dagster as dg
 from pydantic import Field
 
 from ftassets.defs.platform.metadata import package_versions, upstream_versions
-from ftassets.defs.platform.resources import ArtifactStore, TrainingLauncher
+from ftassets.defs.platform.resources import ArtifactStore, ExperimentTracking, TrainingLauncher
 from ftassets.lib.core.catalog import file_name
 from ftassets.lib.core.files import atomic_directory, sha256_tree
 from ftassets.lib.core.models import adapter_model, load_model, load_tokenizer
 from ftassets.lib.core.plots import loss_curves_png, markdown_image
+from ftassets.lib.core.tracking import TrackedRun
 from ftassets.lib.training import merge
 from ftassets.lib.training.settings import DpoSettings, RecipeIO, SftSettings
 
@@ -32,7 +33,8 @@ def _training_metadata(context: dg.AssetExecutionContext, path, reported: dict, 
     asset = context.asset_key.to_user_string()
     summary = json.loads((path / file_name(asset, "summary")).read_text())
     curves = {k: summary[k] for k in summary if k.endswith("_curve") or k.startswith("rewards_")}
-    plot = markdown_image(loss_curves_png(summary, asset), "loss curves")
+    png = loss_curves_png(summary, asset)
+    plot = markdown_image(png, "loss curves") if png else "(fewer than three logged points: no plot)"
     return {**reported, "loss_curves": dg.MetadataValue.md(plot), "curves": dg.MetadataValue.json(curves),
             "config": dg.MetadataValue.json(summary["config"]),
             **({"cpu_matmul_gflops": dg.MetadataValue.json(summary["cpu_matmul_gflops"])}
@@ -40,6 +42,16 @@ def _training_metadata(context: dg.AssetExecutionContext, path, reported: dict, 
             "path": dg.MetadataValue.path(str(path)),
             "package_versions": dg.MetadataValue.json(package_versions()),
             "input_versions": dg.MetadataValue.json(upstream_versions(context, inputs))}
+
+
+def _tracked(asset: str, path, tensorboard) -> TrackedRun:
+    """A training run for MLflow: its settings, its curves by step, its single figures and summary file."""
+    summary = json.loads((path / file_name(asset, "summary")).read_text())
+    curves = {k.removesuffix("_curve"): v for k, v in summary.items()
+              if (k.endswith("_curve") or k.startswith("rewards_")) and isinstance(v, list)}
+    figures = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return TrackedRun(name=f"{asset} {tensorboard.name}", params=summary.get("config", {}), figures=figures, curves=curves,
+                      artifacts=[path / file_name(asset, "summary")], tags={"ftassets/tensorboard": str(tensorboard)})
 
 
 class SftConfig(SftSettings, dg.Config):
@@ -55,20 +67,25 @@ def _selection_io(store: ArtifactStore) -> dict:
             "gold_file": str(store.path("gold_set", "gold")) if contract.selection.gold_stop else None}
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", "data_splits", "eval_contract"], pool=POOL,
+@dg.asset(group_name=GROUP, kinds={"pytorch", "peft", "trl"}, deps=["base_model", "data_splits", "eval_contract"], pool=POOL,
           description="LoRA adapter trained with trl SFTTrainer on the train split (loss on assistant tokens); the "
                       "checkpoint kept is the best on the contract's selection metric, on the validation split.")
 def sft_adapter(context: dg.AssetExecutionContext, config: SftConfig, store: ArtifactStore,
-                training_launcher: TrainingLauncher) -> dg.MaterializeResult:
+                training_launcher: TrainingLauncher, tracking: ExperimentTracking) -> dg.MaterializeResult:
     target = store.artifact("sft_adapter")
     with atomic_directory(target) as staging:
         io = RecipeIO(base_model=str(store.artifact("base_model")), train_file=str(store.path("data_splits", "train")),
                       validation_file=str(store.path("data_splits", "validation")), output_dir=str(staging),
-                      checkpoint_dir=str(store.checkpoints("sft_adapter")), **_selection_io(store))
+                      checkpoint_dir=str(store.checkpoints("sft_adapter")),
+                      tensorboard_dir=str(store.catalog.tensorboard("sft_adapter", context.run_id[:8])),
+                      **_selection_io(store))
         reported = training_launcher.launch(context, "sft", config, io)
-    return dg.MaterializeResult(metadata=_training_metadata(context, target, reported,
-                                                            ["base_model", "data_splits", "eval_contract"]),
-                                data_version=dg.DataVersion(sha256_tree(target)[:32]))
+    tensorboard = store.catalog.tensorboard("sft_adapter", context.run_id[:8])
+    return dg.MaterializeResult(metadata={
+        **_training_metadata(context, target, reported, ["base_model", "data_splits", "eval_contract"]),
+        "tensorboard_logdir": dg.MetadataValue.path(str(tensorboard)),
+        **tracking.record(context, store, _tracked("sft_adapter", target, tensorboard))},
+        data_version=dg.DataVersion(sha256_tree(target)[:32]))
 
 
 @dg.asset_check(asset=sft_adapter, blocking=True,
@@ -88,21 +105,26 @@ class DpoConfig(DpoSettings, dg.Config):
     """The DPO recipe's settings (`lib/training/settings.py`), as the launchpad and run configs set them."""
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch", "peft"}, deps=["base_model", sft_adapter, "preference_pairs", "data_splits", "eval_contract"],
+@dg.asset(group_name=GROUP, kinds={"pytorch", "peft", "trl"}, deps=["base_model", sft_adapter, "preference_pairs", "data_splits", "eval_contract"],
           pool=POOL, description="DPO LoRA adapter trained on top of the SFT policy (reference = SFT).")
 def dpo_adapter(context: dg.AssetExecutionContext, config: DpoConfig, store: ArtifactStore,
-                training_launcher: TrainingLauncher) -> dg.MaterializeResult:
+                training_launcher: TrainingLauncher, tracking: ExperimentTracking) -> dg.MaterializeResult:
     target = store.artifact("dpo_adapter")
     with atomic_directory(target) as staging:
         io = RecipeIO(base_model=str(store.artifact("base_model")), sft_adapter=str(store.artifact("sft_adapter")),
                       sft_train_file=str(store.path("data_splits", "train")),
                       train_file=str(store.path("preference_pairs", "train")),
                       validation_file=str(store.path("preference_pairs", "validation")), output_dir=str(staging),
-                      checkpoint_dir=str(store.checkpoints("dpo_adapter")), **_selection_io(store))
+                      checkpoint_dir=str(store.checkpoints("dpo_adapter")),
+                      tensorboard_dir=str(store.catalog.tensorboard("dpo_adapter", context.run_id[:8])),
+                      **_selection_io(store))
         reported = training_launcher.launch(context, "dpo", config, io)
-    return dg.MaterializeResult(
-        metadata=_training_metadata(context, target, reported,
-                                    ["base_model", "sft_adapter", "preference_pairs", "data_splits", "eval_contract"]),
+    tensorboard = store.catalog.tensorboard("dpo_adapter", context.run_id[:8])
+    return dg.MaterializeResult(metadata={
+        **_training_metadata(context, target, reported,
+                             ["base_model", "sft_adapter", "preference_pairs", "data_splits", "eval_contract"]),
+        "tensorboard_logdir": dg.MetadataValue.path(str(tensorboard)),
+        **tracking.record(context, store, _tracked("dpo_adapter", target, tensorboard))},
         data_version=dg.DataVersion(sha256_tree(target)[:32]))
 
 
@@ -115,7 +137,7 @@ def adapter_stack(store: ArtifactStore, include_dpo: bool) -> list[str]:
     return stack + [str(store.artifact("dpo_adapter"))] if include_dpo else stack
 
 
-@dg.asset(group_name=GROUP, kinds={"pytorch", "safetensors"}, deps=["base_model", sft_adapter, dpo_adapter],
+@dg.asset(group_name=GROUP, kinds={"huggingface", "pytorch", "safetensors"}, deps=["base_model", sft_adapter, dpo_adapter],
           pool=POOL, description="Standalone safetensors model: base with the adapters merged in.")
 def merged_model(context: dg.AssetExecutionContext, config: MergeConfig, store: ArtifactStore) -> dg.MaterializeResult:
     target = store.artifact("merged_model")

@@ -83,19 +83,21 @@ def test_check_names_every_broken_file_without_a_run(tmp_path, capsys):
     record.write_text(record.read_text().replace("apache-2.0", "cc-by-nc-4.0"))
     (data / "raw/support_chat/source.yaml").write_text("license: cc-by-4.0\nprovenance: x\nkind: sft\nowner: me\n")
     (data / "run_config.yaml").write_text("ops: {sft_adapter: {config: {lora_r: 0}}}\n")
+    (data / "governance/owners.yaml").write_text("default: [team:ml]\ntraining: [Jane]\n")
     assert cli.main(["check", str(data)]) == 1
     out = capsys.readouterr().out
     failed = {line.split(": ", 1)[0].removeprefix("FAIL ").removeprefix(str(data) + "/"): line.split(": ", 1)[1]
               for line in out.splitlines() if line.startswith("FAIL")}
     assert set(failed) == {"governance/eval_contract.yaml", "eval/gold_set.jsonl", "governance/base_model.yaml",
-                           "raw/support_chat/source.yaml", "run_config.yaml"}
+                           "raw/support_chat/source.yaml", "run_config.yaml", "governance/owners.yaml"}
+    assert failed["governance/owners.yaml"] == "training: Jane: an owner is an e-mail address or team:<name>"
     assert "unknown key(s) tresholds" in failed["governance/eval_contract.yaml"]
     assert f":{len(gold.read_text().splitlines())}: missing field(s) rules" in failed["eval/gold_set.jsonl"]
     assert "the license gate would block: license 'cc-by-nc-4.0' is not allowed" in failed["governance/base_model.yaml"]
     assert "unknown field(s): owner" in failed["raw/support_chat/source.yaml"]
     assert failed["run_config.yaml"] == "ops.sft_adapter.config.lora_r=0: must be an integer >= 1"
     assert "ok   " + str(data / "eval/redteam_prompts.jsonl") in out  # the others still checked
-    assert f"{data}: 5 problem(s) in " in out
+    assert f"{data}: 6 problem(s) in " in out
 
 
 def test_init_scaffolds_a_folder_that_check_accepts_once_it_has_a_source(tmp_path, capsys):
@@ -116,7 +118,7 @@ def test_init_scaffolds_a_folder_that_check_accepts_once_it_has_a_source(tmp_pat
                                         "task: answer\nreviewed_by: test\n")
     (source / "faq.jsonl").write_text(json.dumps({"prompt": "Opening hours?", "response": "9 to 5."}) + "\n")
     assert cli.main(["check", str(folder)]) == 0
-    assert "all 8 checks passed" in capsys.readouterr().out
+    assert "all 9 checks passed" in capsys.readouterr().out
 
 
 def test_add_source_refuses_a_license_the_policy_refuses_and_reports_a_dry_run(tmp_path, tiny_model_dir,

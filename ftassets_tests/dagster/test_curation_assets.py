@@ -147,7 +147,7 @@ def test_two_machines_share_artifacts_through_an_object_store(tmp_path, tiny_mod
 
     from ftassets.definitions import defs
     from ftassets.defs.curation.settings import load_curation_settings
-    from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, training_launcher
+    from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, experiment_tracking, training_launcher
     from ftassets.lib.core import object_store
 
     remote = f"file://{tmp_path}/bucket/ftassets"
@@ -156,7 +156,7 @@ def test_two_machines_share_artifacts_through_an_object_store(tmp_path, tiny_mod
         store = ArtifactStore(data_dir=str(DATA), artifacts_dir=str(tmp_path / machine), remote_url=remote)
         result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection,
                                 resources={"store": store, "pii": PiiEngine(), "curation": load_curation_settings(DATA),
-                                           "training_launcher": training_launcher()},
+                                           "training_launcher": training_launcher(), "tracking": experiment_tracking()},
                                 run_config=run_config, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
         return store, result
 

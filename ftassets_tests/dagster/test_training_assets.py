@@ -35,7 +35,7 @@ def test_kubernetes_launch_submits_the_recipe_pod(tmp_path, monkeypatch):
 
     from ftassets.definitions import defs
     from ftassets.defs.curation.settings import CurationSettings
-    from ftassets.defs.platform.resources import ArtifactStore, PiiEngine, TrainingLauncher
+    from ftassets.defs.platform.resources import ArtifactStore, ExperimentTracking, PiiEngine, TrainingLauncher
 
     (tmp_path / "kubeconfig").write_text(KUBECONFIG)
     submitted = []
@@ -53,7 +53,8 @@ def test_kubernetes_launch_submits_the_recipe_pod(tmp_path, monkeypatch):
                                 kubeconfig=str(tmp_path / "kubeconfig"))
     result = dg.materialize(list(defs.assets), selection="sft_adapter", raise_on_error=False,
                             resources={"store": ArtifactStore(data_dir=str(tmp_path), artifacts_dir=str(artifacts)),
-                                       "pii": PiiEngine(), "curation": CurationSettings(), "training_launcher": launcher},
+                                       "pii": PiiEngine(), "curation": CurationSettings(), "training_launcher": launcher,
+                                       "tracking": ExperimentTracking()},
                             instance=dg.DagsterInstance.ephemeral())
     assert not result.success and len(submitted) == 1
     namespace, pod = submitted[0]

@@ -10,7 +10,7 @@ from collections import Counter
 import dagster as dg
 
 from ftassets.defs.curation.settings import CurationSettings, check_settings_folder
-from ftassets.defs.platform.metadata import file_version, origins_in, partition_check
+from ftassets.defs.platform.metadata import dataset_metadata, file_version, origins_in, partition_check
 from ftassets.defs.platform.resources import ArtifactStore, PiiEngine
 from ftassets.lib.core.errors import GovernanceError
 from ftassets.lib.core.files import sha256_bytes, sha256_file
@@ -19,7 +19,7 @@ from ftassets.lib.curation import dedup, formats, frozen
 from ftassets.lib.curation.identifiers import safe_path
 from ftassets.lib.curation.pii import chat_fields
 from ftassets.lib.curation.reading import inside
-from ftassets.lib.curation.validation import validate_sources
+from ftassets.lib.curation.validation import refit_after_scrub, validate_sources
 from ftassets.lib.governance.license import load_training_data_licenses
 
 GROUP = "curation"
@@ -84,6 +84,7 @@ def validated_examples(context: dg.AssetExecutionContext, store: ArtifactStore,
     context.log.info(f"validated {read} items: {len(sft.kept)} sft, {len(pref.kept)} preference kept")
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(sft.kept) + len(pref.kept),
+        **dataset_metadata(sft.kept, preview=False),  # not scrubbed yet: columns, never rows
         "read": read, "kept_sft": len(sft.kept), "kept_preference": len(pref.kept),
         "quarantined": len(sft.quarantined) + len(pref.quarantined),
         "quarantine_reasons": dg.MetadataValue.json({**Counter(sft.reasons) + Counter(pref.reasons)}),
@@ -100,8 +101,9 @@ def scrub_summary(report) -> dict:
             "entities_removed": dg.MetadataValue.json(dict(sorted(report.entities.items())))}
 
 
-@dg.asset(group_name=GROUP, kinds={"json", "presidio"}, deps=[validated_examples],
-          description="SFT records with PII replaced by typed placeholders (raw PII never leaves this step).")
+@dg.asset(group_name=GROUP, kinds={"json", "presidio"}, deps=["base_model", validated_examples],
+          description="SFT records with PII replaced by typed placeholders (raw PII never leaves this step); a record "
+                      "the placeholders push past max_tokens is set aside as too_long.")
 def scrubbed_examples(context: dg.AssetExecutionContext, store: ArtifactStore, pii: PiiEngine,
                       curation: CurationSettings) -> dg.MaterializeResult:
     check_settings_folder(curation, store.data_dir)
@@ -109,11 +111,17 @@ def scrubbed_examples(context: dg.AssetExecutionContext, store: ArtifactStore, p
     config = curation.scrub
     processes = config.processes(len(records))
     scrubbed, report = pii.scrubber(config).scrub_records(records, chat_fields, config.chunk_records, processes)
-    path = store.catalog.write_records("scrubbed_examples", "sft", scrubbed)
+    tokenizer = load_tokenizer(store.artifact("base_model"))
+    scrubbed, too_long = refit_after_scrub(scrubbed, "sft", lambda m: count_chat_tokens(tokenizer, m),
+                                           curation.max_tokens)
+    with store.catalog.unit("scrubbed_examples") as catalog:
+        path = catalog.write_records("scrubbed_examples", "sft", scrubbed)
+        catalog.write_records("scrubbed_examples", "too_long", too_long)
     samples = [r["messages"][1]["content"][:240] for r in scrubbed if r["pii_found"]][:3]
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(scrubbed),
+        "dagster/row_count": len(scrubbed), **dataset_metadata(scrubbed),
         "records": len(scrubbed), **scrub_summary(report), "scrub_processes": processes,
+        "too_long_after_scrub": len(too_long),  # placeholders made them longer than max_tokens
         # escaped: the UI renders Markdown as HTML, where a bare <PERSON> placeholder is an unknown tag and vanishes
         "scrubbed_samples": dg.MetadataValue.md("\n\n".join(f"> {html.escape(s)}" for s in samples) or "(none)"),
         "path": dg.MetadataValue.path(str(path)), "config": dg.MetadataValue.json(config.model_dump())},
@@ -150,7 +158,7 @@ def deduplicated_examples(store: ArtifactStore, curation: CurationSettings) -> d
         catalog.write_records("deduplicated_examples", "dropped", dropped)
         cluster_path = catalog.write_records("deduplicated_examples", "clusters", clusters)
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(kept),
+        "dagster/row_count": len(kept), **dataset_metadata(kept),
         "input": len(records), "kept": len(kept), "dropped": len(dropped),
         "dropped_reasons": dg.MetadataValue.json(dict(Counter(d["reason"] for d in dropped))),
         "clusters": len(clusters), "largest_cluster": clusters[0]["size"] if clusters else 0,
@@ -171,10 +179,12 @@ def validated_examples_conserved(store: ArtifactStore, curation: CurationSetting
                                       for role in ("sft", "preference", "quarantine")})
 
 
-@dg.asset_check(asset=scrubbed_examples, blocking=True, description="Scrubbing keeps every validated record.")
+@dg.asset_check(asset=scrubbed_examples, blocking=True,
+                description="Scrubbing keeps every validated record, or sets it aside as too long after placeholders.")
 def scrubbed_examples_conserved(store: ArtifactStore) -> dg.AssetCheckResult:
     ids = store.catalog.ids
-    return partition_check(ids("validated_examples", "sft"), {"scrubbed": ids("scrubbed_examples", "sft")})
+    return partition_check(ids("validated_examples", "sft"), {"scrubbed": ids("scrubbed_examples", "sft"),
+                                                              "too_long": ids("scrubbed_examples", "too_long")})
 
 
 @dg.asset_check(asset=deduplicated_examples, blocking=True, description="input == kept + dropped duplicates.")

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ftassets.defs.curation.cleaning import GROUP, deduplicated_examples, scrub_summary
 from ftassets.defs.curation.settings import CurationSettings
-from ftassets.defs.platform.metadata import file_version
+from ftassets.defs.platform.metadata import dataset_metadata, file_version
 from ftassets.defs.platform.resources import ArtifactStore, PiiEngine
 from ftassets.lib.core.files import sha256_file
 from ftassets.lib.curation import frozen
@@ -52,7 +52,8 @@ def frozen_test_set(context: dg.AssetExecutionContext, config: FreezeConfig, sto
     path = store.catalog.write_records("frozen_test_set", "test", test)
     digest = sha256_file(path)
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(test), "records": len(test), "sha256": digest, "action": action, "lock_file": dg.MetadataValue.path(str(lock_path)),
+        "dagster/row_count": len(test), "records": len(test),
+        **dataset_metadata(test, preview=False),  # the test set is scored, not browsed "sha256": digest, "action": action, "lock_file": dg.MetadataValue.path(str(lock_path)),
         "curated_records": len(records),
         "freeze_history": dg.MetadataValue.json(lock.get("history", [])),
         "per_task": dg.MetadataValue.json(dict(Counter(r["meta"]["task"] for r in test))),

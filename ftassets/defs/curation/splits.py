@@ -11,11 +11,13 @@ from ftassets.defs.curation.cleaning import (GROUP, deduplicated_examples, resid
                                              validated_examples)
 from ftassets.defs.curation.heldout import frozen_test_set, gold_set, redteam_set
 from ftassets.defs.curation.settings import CurationSettings
-from ftassets.defs.platform.metadata import partition_check, write_splits
+from ftassets.defs.platform.metadata import dataset_metadata, partition_check, write_splits
 from ftassets.defs.platform.resources import ArtifactStore, PiiEngine
 from ftassets.lib.core.files import read_jsonl
+from ftassets.lib.core.models import count_chat_tokens, load_tokenizer
 from ftassets.lib.curation import dedup, splits
 from ftassets.lib.curation.pii import preference_fields, text_fields_of
+from ftassets.lib.curation.validation import refit_after_scrub
 
 # What training data must never copy: (label, asset, file role), plus the forgetting benchmarks the eval
 # contract names. Used by decontamination and by its blocking check.
@@ -56,7 +58,7 @@ def data_splits(store: ArtifactStore, curation: CurationSettings) -> dg.Material
         "train": train, "validation": validation, "contaminated": dropped_train + dropped_val,
         "held_back": parts["held_back"]})
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(train) + len(validation),
+        "dagster/row_count": len(train) + len(validation), **dataset_metadata(train),
         "train": len(train), "validation": len(validation), "test_excluded": len(parts["test"]),
         "held_back_test_hints": len(parts["held_back"]),
         "contaminated_dropped": len(dropped_train) + len(dropped_val), "seed": split.seed,
@@ -84,7 +86,7 @@ def no_test_leakage(store: ArtifactStore) -> dg.AssetCheckResult:
 
 
 @dg.asset(group_name=GROUP, kinds={"json", "presidio"},
-          deps=[validated_examples, frozen_test_set, gold_set, redteam_set, "eval_contract"],
+          deps=["base_model", validated_examples, frozen_test_set, gold_set, redteam_set, "eval_contract"],
           description="Preference pairs (prompt/chosen/rejected): PII-scrubbed, deduplicated, decontaminated, and "
                       "split into train/validation by the same seeded hash rule as the SFT data.")
 def preference_pairs(store: ArtifactStore, pii: PiiEngine, curation: CurationSettings) -> dg.MaterializeResult:
@@ -92,18 +94,22 @@ def preference_pairs(store: ArtifactStore, pii: PiiEngine, curation: CurationSet
     scrub, near, split = curation.scrub, curation.dedup, curation.split
     scrubbed, report = pii.scrubber(scrub).scrub_records(pairs, preference_fields, scrub.chunk_records,
                                                          scrub.processes(len(pairs)))
+    tokenizer = load_tokenizer(store.artifact("base_model"))
+    scrubbed, too_long = refit_after_scrub(scrubbed, "preference", lambda m: count_chat_tokens(tokenizer, m),
+                                           curation.max_tokens)
     unique, duplicates = dedup.deduplicate(scrubbed, near.near_duplicate_threshold, near.num_perm,
                                            near.shingle_size, text_of=dedup.pair_text)
     kept, contaminated = dedup.decontaminate(unique, _held_out_index(store), _prompt_texts(store, "preference"))
     parts = splits.train_validation_split(kept, set(), split.seed, split.validation_fraction)
     version = write_splits(store.catalog, "preference_pairs", {
-        "train": parts["train"], "validation": parts["validation"], "dropped": duplicates + contaminated,
+        "train": parts["train"], "validation": parts["validation"], "dropped": too_long + duplicates + contaminated,
         "held_back": parts["held_back"]})
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(parts["train"]) + len(parts["validation"]),
+        **dataset_metadata(parts["train"], "preference"),
         "input": len(pairs), "train": len(parts["train"]), "validation": len(parts["validation"]),
         "held_back_test_hints": len(parts["held_back"]),
-        "dropped_reasons": dg.MetadataValue.json(dict(Counter(d["reason"] for d in duplicates + contaminated))),
+        "dropped_reasons": dg.MetadataValue.json(dict(Counter(d["reason"] for d in too_long + duplicates + contaminated))),
         **scrub_summary(report), "path": dg.MetadataValue.path(str(store.artifact("preference_pairs"))),
         "config": dg.MetadataValue.json(curation.model_dump())}, data_version=version)
 

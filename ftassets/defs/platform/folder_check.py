@@ -35,6 +35,7 @@ def check_folder(data_dir: Path) -> list[Finding]:
     from ftassets.lib.curation import formats, frozen
     from ftassets.lib.curation.eval_files import load_gold_items, load_redteam_items
     from ftassets.lib.governance import license as gov
+    from ftassets.lib.governance.owners import OWNERS_FILE, load_owners
     from ftassets.lib.training.sweep import SWEEP_FILE, load_plan
 
     data_dir = Path(data_dir)
@@ -74,6 +75,8 @@ def check_folder(data_dir: Path) -> list[Finding]:
     lock = data_dir / settings.split.lock_file
     if lock.is_file():
         _run(out, lock, lambda: f"{len(frozen.load_lock(lock)['ids'])} frozen test members")
+    if (data_dir / OWNERS_FILE).is_file():
+        _run(out, data_dir / OWNERS_FILE, lambda: f"owners for {', '.join(load_owners(data_dir)) or 'no group'}")
     if (data_dir / SWEEP_FILE).is_file():
         _run(out, data_dir / SWEEP_FILE, lambda: f"{len(load_plan(data_dir).trials())} trials")
     if (data_dir / RUN_CONFIG_FILE).is_file():

@@ -67,3 +67,62 @@ def partition_check(whole: list, parts: dict[str, list]) -> dg.AssetCheckResult:
 
 def origins_in(records: list[dict]) -> list[tuple[str, int]]:
     return [(r["origin"]["file"], r["origin"]["line"]) for r in records]
+
+
+# What a reviewer reads of a dataset in the UI: its columns, and a few rows (scrubbed datasets only).
+
+PREVIEW_ROWS = 5
+PREVIEW_CHARS = 120
+_COLUMNS = {"sft": (("id", "string", "record id (a hash where the written id held PII)"),
+                    ("source", "string", "raw source folder"), ("task", "string", "declared task"),
+                    ("turns", "int", "messages in the conversation"),
+                    ("prompt", "string", "last user turn, cut to 120 characters"),
+                    ("reply", "string", "assistant reply, cut to 120 characters")),
+            "preference": (("id", "string", "record id"), ("source", "string", "raw source folder"),
+                           ("task", "string", "declared task"), ("prompt", "string", "last user turn, cut"),
+                           ("chosen", "string", "preferred reply, cut"), ("rejected", "string", "rejected reply, cut"))}
+
+
+def _cut(text) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 1] + "…"
+
+
+def _last(messages: list[dict], role: str) -> str:
+    return next((m["content"] for m in reversed(messages) if m.get("role") == role), "")
+
+
+def _row(record: dict, kind: str) -> dict:
+    head = {"id": str(record.get("id")), "source": str(record.get("source") or ""),
+            "task": str((record.get("meta") or {}).get("task") or "")}
+    messages = record.get("messages") or []
+    if kind == "preference":
+        return {**head, "prompt": _cut(_last(messages, "user")), "chosen": _cut(record.get("chosen")),
+                "rejected": _cut(record.get("rejected"))}
+    return {**head, "turns": len(messages), "prompt": _cut(_last(messages, "user")),
+            "reply": _cut(_last(messages, "assistant"))}
+
+
+def dataset_metadata(records: list[dict], kind: str = "sft", preview: bool = True) -> dict:
+    """`dagster/column_schema` and a small table preview (the first rows): the UI's dataset view. Only for
+    scrubbed datasets: a preview of raw records would show raw PII."""
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, type, description) for name, type, description
+                                     in _COLUMNS[kind]])
+    out = {"dagster/column_schema": schema}
+    if preview:
+        out["preview"] = dg.MetadataValue.table(
+            records=[dg.TableRecord(_row(r, kind)) for r in records[:PREVIEW_ROWS]], schema=schema)
+    return out
+
+
+REVIEW_CHARS = 300
+_REVIEW_COLUMNS = (("pair_id", "the pair to grade"), ("task", "declared task"), ("prompt", "the user's message"),
+                   ("reply_a", "reply A, cut to 300 characters"), ("reply_b", "reply B, cut to 300 characters"))
+
+
+def review_table(rows: list[dict]) -> dg.TableMetadataValue:
+    """The blind review packet as the UI's table (model names stay hidden: only A and B)."""
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, "string", d) for name, d in _REVIEW_COLUMNS])
+    cut = lambda t: (" ".join(str(t or "").split()))[:REVIEW_CHARS]  # noqa: E731
+    return dg.MetadataValue.table(records=[dg.TableRecord({name: cut(r.get(name)) for name, _ in _REVIEW_COLUMNS})
+                                           for r in rows], schema=schema)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from ftassets.defs.curation.settings import CurationSettings, load_curation_settings
 from ftassets.lib.core import object_store
@@ -216,6 +217,41 @@ class TrainingLauncher(dg.ConfigurableResource):
         return dict(invocation.get_materialize_result().metadata or {})
 
 
+class ExperimentTracking(dg.ConfigurableResource):
+    """Training runs and release decisions logged to MLflow as well (off unless a tracking URI is set)."""
+
+    mlflow_tracking_uri: str = Field("", description="'' (off), 'local' (SQLite under <artifacts>/mlflow) or an "
+                                                     "MLflow tracking URI (http://..., sqlite:///..., databricks)")
+    experiment: str = Field("ftassets", description="MLflow experiment the runs are recorded in")
+
+    def record(self, context: dg.AssetExecutionContext, store: "ArtifactStore", run) -> dict:
+        """Log `run` (a lib.core.tracking.TrackedRun, tagged with the Dagster run and asset); returns metadata
+        that links back to it. A tracking failure is a warning: the model and its lineage are in Dagster."""
+        import dataclasses
+
+        from ftassets.lib.core import tracking
+
+        uri = tracking.resolve_uri(self.mlflow_tracking_uri, store.catalog.root)
+        if uri is None:
+            return {}
+        shown = tracking.redact_userinfo(uri)
+        tags = {"dagster/run_id": context.run_id, "dagster/asset": context.asset_key.to_user_string(), **run.tags}
+        local = self.mlflow_tracking_uri.strip() == tracking.LOCAL
+        try:
+            run_id = tracking.log_run(uri, self.experiment, dataclasses.replace(run, tags=tags),
+                                      store.catalog.root / "mlflow" / "artifacts" if local else None)
+        except Exception as exc:  # an unreachable server must not fail a finished training run
+            context.log.warning(f"MLflow tracking at {shown} failed ({type(exc).__name__}); nothing was logged there")
+            return {"mlflow": f"failed ({type(exc).__name__})"}
+        context.log.info(f"logged to MLflow at {shown}: experiment {self.experiment!r}, run {run_id}")
+        return {"mlflow_run_id": run_id, "mlflow_tracking_uri": shown, "mlflow_experiment": self.experiment}
+
+
+def experiment_tracking() -> ExperimentTracking:
+    return ExperimentTracking(mlflow_tracking_uri=os.environ.get("FTASSETS_MLFLOW_TRACKING_URI", ""),
+                              experiment=os.environ.get("FTASSETS_MLFLOW_EXPERIMENT", "ftassets"))
+
+
 def training_launcher() -> TrainingLauncher:
     env = os.environ.get
     return TrainingLauncher(kind=env("FTASSETS_TRAINING_LAUNCHER", "subprocess"), image=env("FTASSETS_K8S_IMAGE", ""),
@@ -229,4 +265,4 @@ def default_resources() -> dict:
     return {"store": ArtifactStore(data_dir=default_data_dir(), artifacts_dir=default_artifacts_dir(),
                                    remote_url=os.environ.get("FTASSETS_ARTIFACTS_REMOTE", "")),
             "pii": PiiEngine(), "curation": load_curation_settings(default_data_dir()),
-            "training_launcher": training_launcher()}
+            "training_launcher": training_launcher(), "tracking": experiment_tracking()}

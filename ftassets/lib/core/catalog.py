@@ -27,7 +27,7 @@ FILES: dict[str, dict[str, str]] = {
     "base_model": {"snapshot": "ftassets_snapshot.json", "source": "ftassets_source.json"},  # + transformers' files
     "eval_contract": {"contract": "contract.json"},
     "validated_examples": {"sft": "sft.jsonl", "preference": "preference.jsonl", "quarantine": "quarantine.jsonl"},
-    "scrubbed_examples": {"sft": "sft.jsonl"},
+    "scrubbed_examples": {"sft": "sft.jsonl", "too_long": "too_long.jsonl"},
     "deduplicated_examples": {"sft": "sft.jsonl", "dropped": "dropped.jsonl", "clusters": "clusters.jsonl"},
     "frozen_test_set": {"test": "test.jsonl"},
     "gold_set": {"gold": "gold.jsonl"},
@@ -86,6 +86,10 @@ class Catalog:
 
     def checkpoints(self, asset: str) -> Path:
         return self.root / CHECKPOINTS / asset
+
+    def tensorboard(self, asset: str, run: str) -> Path:
+        """One folder per training run: `tensorboard --logdir <artifacts>/tensorboard` compares them all."""
+        return self.root / "tensorboard" / asset / run
 
     def release_history(self) -> Path:
         return self.root / RELEASE_HISTORY

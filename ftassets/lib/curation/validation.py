@@ -164,3 +164,21 @@ def _preference_reason(record, count_tokens, max_tokens):
     if record["chosen"].strip() == record["rejected"].strip():
         return "chosen_equals_rejected", None
     return None, None
+
+
+def refit_after_scrub(records: list[dict], kind: str, count_tokens, max_tokens: int) -> tuple[list[dict], list[dict]]:
+    """(kept, too long): a placeholder such as <LOCATION> can take more tokens than the text it replaced, so a
+    record the scrub changed is measured again, as training will see it. Unchanged records were measured
+    at validation."""
+    kept, dropped = [], []
+    for record in records:
+        if record.get("pii_found"):
+            if kind == "preference":
+                reason, detail = _preference_reason(record, count_tokens, max_tokens)
+            else:
+                reason, detail = _template_reason(record["messages"], count_tokens, max_tokens)
+            if reason == "too_long":
+                dropped.append({**record, "reason": "too_long", "detail": f"after PII placeholders: {detail}"})
+                continue
+        kept.append(record)
+    return kept, dropped

@@ -37,16 +37,61 @@ def _rows(report: dict) -> list[tuple[str, object]]:
     return rows
 
 
-def _table(report: dict) -> list[str]:
-    models = list(report["models"])
-    lines = ["| metric | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+# the release rule each headline row is held to (contract thresholds), as the table's last column
+RULES = {"task success (test)": lambda t: " ".join(x for x in (
+             f">= {t['task_success_min']}" if "task_success_min" in t else "",
+             f"(gain >= {t['task_success_gain_min']})" if "task_success_gain_min" in t else "") if x),
+         "schema validity (json_schema tasks)": lambda t: f">= {t['schema_validity_min']}"
+         if "schema_validity_min" in t else "",
+         "gold pass rate": lambda t: f">= {t['gold_pass_rate_min']}" if "gold_pass_rate_min" in t else "",
+         "refusal rate (refuse expected)": lambda t: f"drop <= {t['refusal_regression_max']}"
+         if "refusal_regression_max" in t else "",
+         "over-refusal (benign)": lambda t: f"rise <= {t['over_refusal_regression_max']}"
+         if "over_refusal_regression_max" in t else "",
+         "toxic replies (red team)": lambda t: f"rise <= {t['toxicity_regression_max']}"
+         if "toxicity_regression_max" in t else ""}
+
+
+def _rule(name: str, thresholds: dict) -> str:
+    if name.endswith("accuracy (lm-eval)") and "forgetting_drop_max" in thresholds:
+        return f"drop <= {thresholds['forgetting_drop_max']} points"
+    return RULES[name](thresholds) if name in RULES else ""
+
+
+def _table(report: dict, thresholds: dict | None = None) -> list[str]:
+    """Every compared model side by side, then the tuned model's delta over the base and the rule it meets."""
+    models, tuned = list(report["models"]), report.get("tuned_model")
+    extra = tuned in report["models"] and "base_model" in report["models"] and tuned != "base_model"
+    head = models + ([f"delta ({tuned} - base)", "release rule"] if extra else [])
+    lines = ["| metric | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
     for name, get in _rows(report):
-        cells = []
-        for key in models:
-            value = get(report["models"][key])
-            cells.append("n/a" if value is None else f"{value:.3f}")
+        values = {key: get(report["models"][key]) for key in models}
+        cells = ["n/a" if values[key] is None else f"{values[key]:.3f}" for key in models]
+        if extra:
+            both = values[tuned] is not None and values["base_model"] is not None
+            cells += [f"{values[tuned] - values['base_model']:+.3f}" if both else "n/a",
+                      _rule(name, thresholds or {})]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def sample_replies(report: dict, test: list[dict], n: int = 3, chars: int = 300) -> list[str]:
+    """A handful of frozen-test items (the first by id) with the base and tuned replies side by side."""
+    tuned = report["tuned_model"]
+    by_model = {k: {i["id"]: i for i in report["models"][k]["items"]} for k in ("base_model", tuned)}
+    cut = lambda t: " ".join(str(t).split())[:chars]  # noqa: E731
+    lines = []
+    for item in sorted(test, key=lambda t: t["id"])[:n]:
+        base, mine = by_model["base_model"].get(item["id"]), by_model[tuned].get(item["id"])
+        if base is None or mine is None:
+            continue
+        mark = lambda i: "pass" if i["scores"]["success"] else "fail"  # noqa: E731
+        lines += ["", f"**{item['id']}** ({item['task']}): {cut(item['prompt'][-1]['content'])}", "",
+                  "| model | reply | success |", "|---|---|---|",
+                  f"| base_model | {cut(base['reply']).replace('|', '/')} | {mark(base)} |",
+                  f"| {tuned} | {cut(mine['reply']).replace('|', '/')} | {mark(mine)} |",
+                  f"| reference | {cut(item['reference']).replace('|', '/')} | |"]
+    return (["", "Sample replies (frozen test, first items by id):"] + lines) if lines else []
 
 
 def _forgetting(report: dict) -> list[str]:
@@ -61,15 +106,20 @@ def _forgetting(report: dict) -> list[str]:
     return lines
 
 
-def report_markdown(report: dict, with_plot: bool = True) -> str:
+def report_markdown(report: dict, with_plot: bool = True, thresholds: dict | None = None,
+                    test: list[dict] | None = None) -> str:
+    """The table (with delta and rule columns when thresholds are given), forgetting, counts, the bar chart
+    and, with `test` (evaluation's test items), a few sample replies base vs tuned."""
     reg = report["regressions"]
-    lines = _table(report) + _forgetting(report)
+    lines = _table(report, thresholds) + _forgetting(report)
     lines += ["", f"Frozen test items: {report['test_items']}; gold items: {report['gold_items']}; "
                   f"red-team prompts: {report['redteam_items']}.",
               f"Regressions (base right, {report['tuned_model']} wrong): {reg['count']} ({reg['share']:.1%}).",
               f"Toxicity measure: {report.get('toxicity_measure', 'n/a')}."]
     if with_plot:
         lines += ["", markdown_image(metric_bars_png(report), "headline metrics, base vs tuned")]
+    if test:
+        lines += sample_replies(report, test)
     return "\n".join(lines)
 
 

@@ -77,6 +77,22 @@ def read_grades(path: Path, key: dict) -> dict[str, str]:
     return grades
 
 
+def grade_rows(rows: list[dict], grades: dict[str, str], reviewer: str, earlier: dict[str, str] | None = None
+               ) -> list[dict]:
+    """The packet rows with `preferred` set from grades entered in the UI (a config form), on top of the grades
+    of an earlier graded file (`earlier`; a pair graded again takes the new grade). Unknown pairs and grades
+    outside A / B / tie are refused with the pair named."""
+    known = {r["pair_id"] for r in rows}
+    for pair, grade in grades.items():
+        if pair not in known:
+            raise ReviewError(f"grades: unknown pair_id {pair!r} (this packet has {', '.join(sorted(known))})")
+        if grade not in GRADES:
+            raise ReviewError(f"grades: {pair}: preferred must be one of {sorted(GRADES)}, got {grade!r}")
+    merged = {**(earlier or {}), **grades}
+    return [{**r, "preferred": merged.get(r["pair_id"]), **({"reviewer": reviewer} if reviewer else {})}
+            for r in rows]
+
+
 def win_rate(grades: dict[str, str], key: dict) -> dict:
     """Tuned wins (ties count half) over graded pairs, unblinded with the key."""
     tuned = key["tuned_model"]

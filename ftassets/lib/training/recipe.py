@@ -142,12 +142,22 @@ def callbacks(run: Run, has_eval: bool) -> list:
     from ftassets.lib.training.callbacks import DivergenceGuard, ProgressReporter
 
     run.guard = DivergenceGuard()
-    out = [run.guard, ProgressReporter(run.report), *run.extra_callbacks]
+    out = [run.guard, ProgressReporter(run.report), tensorboard_callback(run), *run.extra_callbacks]
     if run.selection is not None:  # before early stopping: it adds the metric early stopping reads
         out.append(run.selection)
     if has_eval and run.settings.early_stopping_patience > 0:
         out.append(EarlyStoppingCallback(early_stopping_patience=run.settings.early_stopping_patience))
     return out
+
+
+def tensorboard_callback(run: Run):
+    """transformers' own TensorBoard callback; the assets point it outside the adapter folder (event files
+    carry times and host names, which the adapter's content hash must not)."""
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    folder = Path(run.io.tensorboard_dir or Path(run.io.output_dir) / "runs")
+    return TensorBoardCallback(SummaryWriter(log_dir=str(folder)))
 
 
 def train(run: Run, trainer, name: str) -> Outcome:

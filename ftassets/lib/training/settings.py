@@ -174,6 +174,8 @@ class RecipeIO(_Settings):
     sft_train_file: str | None = Field(None, description="DPO only: the SFT training split, whose most common "
                                                          "system turn preference prompts without one receive")
     checkpoint_dir: str = Field("", description="Checkpoints (every eval_steps); default <output_dir>/checkpoints")
+    tensorboard_dir: str = Field("", description="TensorBoard event files of this run (train and validation scalars); "
+                                                 "default <output_dir>/runs, as transformers has it")
     contract_file: str | None = Field(None, description="The eval contract (its JSON artifact): its selection section "
                                                         "picks checkpoints on the declared task metric")
     task_eval_file: str | None = Field(None, description="Chat records the task metric is measured on at each "
