@@ -24,7 +24,7 @@ if [ "${1:-}" != "--pages" ]; then
   exit 0
 fi
 mkdir -p docs/ui
-shot docs/ui/catalog_owners_tags.png "/assets?view=flat" 1000
+shot docs/ui/catalog_kinds.png "/assets?view=flat" 1000
 shot docs/ui/eval_report_metadata.png "/assets/eval_report?view=events" 2400
 shot docs/ui/eval_report_plots.png "/assets/eval_report?view=plots" 1600
 shot docs/ui/data_splits_overview.png "/assets/data_splits" 1800
