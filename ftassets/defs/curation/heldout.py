@@ -53,7 +53,8 @@ def frozen_test_set(context: dg.AssetExecutionContext, config: FreezeConfig, sto
     digest = sha256_file(path)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(test), "records": len(test),
-        **dataset_metadata(test, preview=False),  # the test set is scored, not browsed "sha256": digest, "action": action, "lock_file": dg.MetadataValue.path(str(lock_path)),
+        **dataset_metadata(test, preview=False),  # the test set is scored, not browsed
+        "sha256": digest, "action": action, "lock_file": dg.MetadataValue.path(str(lock_path)),
         "curated_records": len(records),
         "freeze_history": dg.MetadataValue.json(lock.get("history", [])),
         "per_task": dg.MetadataValue.json(dict(Counter(r["meta"]["task"] for r in test))),
