@@ -27,31 +27,37 @@ GROUP = "training"
 POOL = "heavy_compute"
 
 
-def _training_metadata(context: dg.AssetExecutionContext, path, reported: dict, inputs: list[str]) -> dict:
+def _tensorboard(context: dg.AssetExecutionContext, store: ArtifactStore):
+    """This run's TensorBoard folder, outside the adapter (event files must not enter its content hash)."""
+    return store.catalog.tensorboard(context.asset_key.to_user_string(), context.run_id[:8])
+
+
+def _trained(context: dg.AssetExecutionContext, store: ArtifactStore, tracking: ExperimentTracking, reported: dict,
+             inputs: list[str]) -> dg.MaterializeResult:
     """The recipe's reported scalars, plus what the summary file holds that is not a scalar: the loss
-    curves (numbers and a plot), the config, and the paper trail."""
+    curves (numbers and a plot), the config, and the paper trail; the same run logged to MLflow when
+    configured."""
     asset = context.asset_key.to_user_string()
+    path, tensorboard = store.artifact(asset), _tensorboard(context, store)
     summary = json.loads((path / file_name(asset, "summary")).read_text())
     curves = {k: summary[k] for k in summary if k.endswith("_curve") or k.startswith("rewards_")}
     png = loss_curves_png(summary, asset)
     plot = markdown_image(png, "loss curves") if png else "(fewer than three logged points: no plot)"
-    return {**reported, "loss_curves": dg.MetadataValue.md(plot), "curves": dg.MetadataValue.json(curves),
-            "config": dg.MetadataValue.json(summary["config"]),
-            **({"cpu_matmul_gflops": dg.MetadataValue.json(summary["cpu_matmul_gflops"])}
-               if "cpu_matmul_gflops" in summary else {}),
-            "path": dg.MetadataValue.path(str(path)),
-            "package_versions": dg.MetadataValue.json(package_versions()),
-            "input_versions": dg.MetadataValue.json(upstream_versions(context, inputs))}
-
-
-def _tracked(asset: str, path, tensorboard) -> TrackedRun:
-    """A training run for MLflow: its settings, its curves by step, its single figures and summary file."""
-    summary = json.loads((path / file_name(asset, "summary")).read_text())
-    curves = {k.removesuffix("_curve"): v for k, v in summary.items()
-              if (k.endswith("_curve") or k.startswith("rewards_")) and isinstance(v, list)}
-    figures = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return TrackedRun(name=f"{asset} {tensorboard.name}", params=summary.get("config", {}), figures=figures, curves=curves,
-                      artifacts=[path / file_name(asset, "summary")], tags={"ftassets/tensorboard": str(tensorboard)})
+    tracked = TrackedRun(name=f"{asset} {tensorboard.name}", params=summary.get("config", {}), curves={
+        k.removesuffix("_curve"): v for k, v in curves.items() if isinstance(v, list)},
+        figures={k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+        artifacts=[path / file_name(asset, "summary")], tags={"ftassets/tensorboard": str(tensorboard)})
+    return dg.MaterializeResult(metadata={
+        **reported, "loss_curves": dg.MetadataValue.md(plot), "curves": dg.MetadataValue.json(curves),
+        "config": dg.MetadataValue.json(summary["config"]),
+        **({"cpu_matmul_gflops": dg.MetadataValue.json(summary["cpu_matmul_gflops"])}
+           if "cpu_matmul_gflops" in summary else {}),
+        "path": dg.MetadataValue.path(str(path)),
+        "package_versions": dg.MetadataValue.json(package_versions()),
+        "input_versions": dg.MetadataValue.json(upstream_versions(context, inputs)),
+        "tensorboard_logdir": dg.MetadataValue.path(str(tensorboard)),
+        **tracking.record(context, store, tracked)},
+        data_version=dg.DataVersion(sha256_tree(path)[:32]))
 
 
 class SftConfig(SftSettings, dg.Config):
@@ -77,15 +83,9 @@ def sft_adapter(context: dg.AssetExecutionContext, config: SftConfig, store: Art
         io = RecipeIO(base_model=str(store.artifact("base_model")), train_file=str(store.path("data_splits", "train")),
                       validation_file=str(store.path("data_splits", "validation")), output_dir=str(staging),
                       checkpoint_dir=str(store.checkpoints("sft_adapter")),
-                      tensorboard_dir=str(store.catalog.tensorboard("sft_adapter", context.run_id[:8])),
-                      **_selection_io(store))
+                      tensorboard_dir=str(_tensorboard(context, store)), **_selection_io(store))
         reported = training_launcher.launch(context, "sft", config, io)
-    tensorboard = store.catalog.tensorboard("sft_adapter", context.run_id[:8])
-    return dg.MaterializeResult(metadata={
-        **_training_metadata(context, target, reported, ["base_model", "data_splits", "eval_contract"]),
-        "tensorboard_logdir": dg.MetadataValue.path(str(tensorboard)),
-        **tracking.record(context, store, _tracked("sft_adapter", target, tensorboard))},
-        data_version=dg.DataVersion(sha256_tree(target)[:32]))
+    return _trained(context, store, tracking, reported, ["base_model", "data_splits", "eval_contract"])
 
 
 @dg.asset_check(asset=sft_adapter, blocking=True,
@@ -116,16 +116,10 @@ def dpo_adapter(context: dg.AssetExecutionContext, config: DpoConfig, store: Art
                       train_file=str(store.path("preference_pairs", "train")),
                       validation_file=str(store.path("preference_pairs", "validation")), output_dir=str(staging),
                       checkpoint_dir=str(store.checkpoints("dpo_adapter")),
-                      tensorboard_dir=str(store.catalog.tensorboard("dpo_adapter", context.run_id[:8])),
-                      **_selection_io(store))
+                      tensorboard_dir=str(_tensorboard(context, store)), **_selection_io(store))
         reported = training_launcher.launch(context, "dpo", config, io)
-    tensorboard = store.catalog.tensorboard("dpo_adapter", context.run_id[:8])
-    return dg.MaterializeResult(metadata={
-        **_training_metadata(context, target, reported,
-                             ["base_model", "sft_adapter", "preference_pairs", "data_splits", "eval_contract"]),
-        "tensorboard_logdir": dg.MetadataValue.path(str(tensorboard)),
-        **tracking.record(context, store, _tracked("dpo_adapter", target, tensorboard))},
-        data_version=dg.DataVersion(sha256_tree(target)[:32]))
+    return _trained(context, store, tracking, reported,
+                    ["base_model", "sft_adapter", "preference_pairs", "data_splits", "eval_contract"])
 
 
 class MergeConfig(dg.Config):

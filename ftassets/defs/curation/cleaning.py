@@ -70,9 +70,8 @@ def validated_examples(context: dg.AssetExecutionContext, store: ArtifactStore,
     sources = formats.discover_sources(store.data(curation.raw_dir))
     if not sources:
         raise GovernanceError(f"{store.data(curation.raw_dir)}: no sources (folders with source.yaml)")
-    tokenizer = load_tokenizer(store.artifact("base_model"))
     allowed = load_training_data_licenses(store.data(curation.policy_file))
-    sft, pref = validate_sources(sources, lambda m: count_chat_tokens(tokenizer, m), curation.max_tokens, allowed)
+    sft, pref = validate_sources(sources, token_counter(store), curation.max_tokens, allowed)
     with store.catalog.unit("validated_examples") as catalog:  # the three files switch together
         sft_path = catalog.write_records("validated_examples", "sft", sft.kept)
         catalog.write_records("validated_examples", "preference", pref.kept)
@@ -96,6 +95,12 @@ def validated_examples(context: dg.AssetExecutionContext, store: ArtifactStore,
                                                 + sha256_file(sft_path).encode())[:32]))
 
 
+def token_counter(store: ArtifactStore):
+    """Tokens of a message list as training counts them: the base model's chat template, its tokenizer."""
+    tokenizer = load_tokenizer(store.artifact("base_model"))
+    return lambda messages: count_chat_tokens(tokenizer, messages)
+
+
 def scrub_summary(report) -> dict:
     return {"records_with_pii": report.records_with_pii,
             "entities_removed": dg.MetadataValue.json(dict(sorted(report.entities.items())))}
@@ -111,9 +116,7 @@ def scrubbed_examples(context: dg.AssetExecutionContext, store: ArtifactStore, p
     config = curation.scrub
     processes = config.processes(len(records))
     scrubbed, report = pii.scrubber(config).scrub_records(records, chat_fields, config.chunk_records, processes)
-    tokenizer = load_tokenizer(store.artifact("base_model"))
-    scrubbed, too_long = refit_after_scrub(scrubbed, "sft", lambda m: count_chat_tokens(tokenizer, m),
-                                           curation.max_tokens)
+    scrubbed, too_long = refit_after_scrub(scrubbed, "sft", token_counter(store), curation.max_tokens)
     with store.catalog.unit("scrubbed_examples") as catalog:
         path = catalog.write_records("scrubbed_examples", "sft", scrubbed)
         catalog.write_records("scrubbed_examples", "too_long", too_long)

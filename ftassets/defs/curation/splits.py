@@ -8,13 +8,12 @@ from collections import Counter
 import dagster as dg
 
 from ftassets.defs.curation.cleaning import (GROUP, deduplicated_examples, residual_result, scrub_summary,
-                                             validated_examples)
+                                             token_counter, validated_examples)
 from ftassets.defs.curation.heldout import frozen_test_set, gold_set, redteam_set
 from ftassets.defs.curation.settings import CurationSettings
 from ftassets.defs.platform.metadata import dataset_metadata, partition_check, write_splits
 from ftassets.defs.platform.resources import ArtifactStore, PiiEngine
 from ftassets.lib.core.files import read_jsonl
-from ftassets.lib.core.models import count_chat_tokens, load_tokenizer
 from ftassets.lib.curation import dedup, splits
 from ftassets.lib.curation.pii import preference_fields, text_fields_of
 from ftassets.lib.curation.validation import refit_after_scrub
@@ -94,9 +93,7 @@ def preference_pairs(store: ArtifactStore, pii: PiiEngine, curation: CurationSet
     scrub, near, split = curation.scrub, curation.dedup, curation.split
     scrubbed, report = pii.scrubber(scrub).scrub_records(pairs, preference_fields, scrub.chunk_records,
                                                          scrub.processes(len(pairs)))
-    tokenizer = load_tokenizer(store.artifact("base_model"))
-    scrubbed, too_long = refit_after_scrub(scrubbed, "preference", lambda m: count_chat_tokens(tokenizer, m),
-                                           curation.max_tokens)
+    scrubbed, too_long = refit_after_scrub(scrubbed, "preference", token_counter(store), curation.max_tokens)
     unique, duplicates = dedup.deduplicate(scrubbed, near.near_duplicate_threshold, near.num_perm,
                                            near.shingle_size, text_of=dedup.pair_text)
     kept, contaminated = dedup.decontaminate(unique, _held_out_index(store), _prompt_texts(store, "preference"))

@@ -83,9 +83,10 @@ _COLUMNS = {"sft": (("id", "string", "record id (a hash where the written id hel
                            ("chosen", "string", "preferred reply, cut"), ("rejected", "string", "rejected reply, cut"))}
 
 
-def _cut(text) -> str:
+def _cut(text, limit: int = PREVIEW_CHARS, mark: str = "…") -> str:
+    """One line of at most `limit` characters, ending in `mark` where it was cut."""
     text = " ".join(str(text or "").split())
-    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS - 1] + "…"
+    return text if len(text) <= limit else text[:limit - len(mark)] + mark
 
 
 def _last(messages: list[dict], role: str) -> str:
@@ -123,6 +124,6 @@ _REVIEW_COLUMNS = (("pair_id", "the pair to grade"), ("task", "declared task"), 
 def review_table(rows: list[dict]) -> dg.TableMetadataValue:
     """The blind review packet as the UI's table (model names stay hidden: only A and B)."""
     schema = dg.TableSchema(columns=[dg.TableColumn(name, "string", d) for name, d in _REVIEW_COLUMNS])
-    cut = lambda t: (" ".join(str(t or "").split()))[:REVIEW_CHARS]  # noqa: E731
-    return dg.MetadataValue.table(records=[dg.TableRecord({name: cut(r.get(name)) for name, _ in _REVIEW_COLUMNS})
-                                           for r in rows], schema=schema)
+    return dg.MetadataValue.table(records=[dg.TableRecord({name: _cut(r.get(name), REVIEW_CHARS, mark="")
+                                                           for name, _ in _REVIEW_COLUMNS}) for r in rows],
+                                  schema=schema)

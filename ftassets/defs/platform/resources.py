@@ -239,7 +239,7 @@ class ExperimentTracking(dg.ConfigurableResource):
         local = self.mlflow_tracking_uri.strip() == tracking.LOCAL
         try:
             run_id = tracking.log_run(uri, self.experiment, dataclasses.replace(run, tags=tags),
-                                      store.catalog.root / "mlflow" / "artifacts" if local else None)
+                                      tracking.local_store(store.catalog.root) / "artifacts" if local else None)
         except Exception as exc:  # an unreachable server must not fail a finished training run
             context.log.warning(f"MLflow tracking at {shown} failed ({type(exc).__name__}); nothing was logged there")
             return {"mlflow": f"failed ({type(exc).__name__})"}

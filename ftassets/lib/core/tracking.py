@@ -30,10 +30,15 @@ def resolve_uri(setting: str, artifacts_dir: Path) -> str | None:
     if not setting:
         return None
     if setting == LOCAL:
-        folder = Path(artifacts_dir) / "mlflow"
+        folder = local_store(artifacts_dir)
         folder.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{folder / 'mlflow.db'}"
     return setting
+
+
+def local_store(artifacts_dir: Path) -> Path:
+    """The `local` store's folder: its SQLite file and, under `artifacts/`, the runs' files."""
+    return Path(artifacts_dir) / "mlflow"
 
 
 def redact_userinfo(uri: str) -> str:
