@@ -112,7 +112,12 @@ def run(args) -> int:
         print(f"\nRELEASE DECISION: {manifest['decision'].upper()}")
         for rule in manifest["rules"]:
             mark = "pass" if rule["passed"] else "FAIL"
-            print(f"  [{mark}] {rule['rule']}: {rule['value']} (threshold {rule['threshold']})")
+            interval = rule.get("interval")
+            print(f"  [{mark}] {rule['rule']}: {rule['value']}"
+                  + (f" [{interval[0]}, {interval[1]}]" if interval else "")
+                  + f" ({rule.get('kind', 'threshold')} {rule['threshold']}"
+                  + (f", min. detectable {rule['mde']}" if rule.get("mde") is not None else "") + ")"
+                  + (f": {rule['why']}" if rule.get("why") and (not rule["passed"] or rule.get("underpowered")) else ""))
         print(f"eval report:      {report_path}")
         print(f"release manifest: {manifest_path}")
         print(f"model card:       {store.path('release_decision', 'model_card')}")

@@ -3,12 +3,14 @@ perplexity and forgetting benchmarks; and the blind human review of base vs tune
 
 
 import time
+from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from ftassets.defs.platform.metadata import review_table, upstream_versions
 from ftassets.defs.platform.resources import ArtifactStore
+from ftassets.lib.core.catalog import file_name
 from ftassets.lib.core.contract import EvalContract
 from ftassets.lib.core.files import sha256_file, sha256_json, write_jsonl_atomic
 from ftassets.lib.core.models import adapter_model, load_model, load_tokenizer
@@ -16,8 +18,11 @@ from ftassets.lib.core.plots import loss_curves_png, markdown_image
 from ftassets.lib.evaluation import evaluate as ev
 from ftassets.lib.evaluation import report as report_lib
 from ftassets.lib.evaluation import review, toxicity
+from ftassets.lib.evaluation import judge as judge_lib
+from ftassets.lib.evaluation.judge import make_judge
 from ftassets.lib.core.scoring import check_declared
 from ftassets.lib.curation.identifiers import safe
+from ftassets.lib.release import history
 
 GROUP = "evaluation"
 EVAL_INPUTS = ["base_model", "sft_adapter", "dpo_adapter", "merged_model", "frozen_test_set", "gold_set",
@@ -33,6 +38,30 @@ def _load_compared(store: ArtifactStore, key: str):
     if key == "sft_adapter":
         return adapter_model(base, [str(store.artifact("sft_adapter"))])
     return adapter_model(base, [str(store.artifact("sft_adapter")), str(store.artifact("dpo_adapter"))])
+
+
+def champion(store: ArtifactStore) -> tuple[Path | None, dict]:
+    """The released model a candidate is compared with: the model of the instance's last `release` decision,
+    read from the serving bundle that decision built (its run id and weights hash must match). Before the
+    first release: none (the gate compares with the base). A release whose bundle is gone or changed is an
+    error the gate reports, never a silent fallback to the base."""
+    last = history.last_release(store.catalog.release_history())
+    if last is None:
+        return None, {"release_name": None, "reference": "base_model"}
+    info = {"release_name": last["release_name"], "run_id": last.get("run_id"), "reference": "champion"}
+    manifest = store.path("serving_bundle", "manifest")
+    if not manifest.is_file():
+        return None, {**info, "error": f"its serving bundle is missing ({manifest.parent})"}
+    bundled = store.read_json("serving_bundle", "manifest")
+    if bundled.get("run_id") != last.get("run_id"):
+        return None, {**info, "error": f"the serving bundle holds {bundled.get('release_name')} of run "
+                                       f"{str(bundled.get('run_id'))[:8]}, not run {str(last.get('run_id'))[:8]}"}
+    weights = store.path("serving_bundle", "model_weights")
+    recorded = store.read_json("serving_bundle", "files").get(file_name("serving_bundle", "model_weights"))
+    digest = sha256_file(weights) if weights.is_file() else None
+    if digest is None or digest != recorded:
+        return None, {**info, "error": f"the bundled weights changed since the release ({weights})"}
+    return store.path("serving_bundle", "model"), {**info, "weights_sha256": digest}
 
 
 def _eval_inputs(store: ArtifactStore, contract: EvalContract) -> ev.EvalInputs:
@@ -62,20 +91,26 @@ def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.M
                   for r in store.records("data_splits", split)}
     check_declared(contract.tasks, {r["meta"]["task"] for r in inputs.test_records}, inputs.gold, data_tasks)
     tokenizer = load_tokenizer(store.artifact("base_model"))
+    champion_dir, champion_info = champion(store)
+    compared = list(contract.models) + (["champion"] if champion_dir else [])
+    judge = make_judge(contract.judge) if contract.judge and any(t.judged() for t in contract.tasks.values()) else None
     results, timings = {}, {}
-    for key in contract.models:
+    for key in compared:
         started = time.perf_counter()
-        results[key] = ev.evaluate_model(_load_compared(store, key), tokenizer, inputs, contract.decoding, contract.tasks,
-                                          contract.task_success_average)
+        model = load_model(champion_dir) if key == "champion" else _load_compared(store, key)
+        results[key] = ev.evaluate_model(model, tokenizer, inputs, contract.decoding, contract.tasks,
+                                          contract.task_success_average, judge)
         timings[key] = round(time.perf_counter() - started, 1)
         context.log.info(f"evaluated {key}: task_success={results[key]['test']['task_success']} "
                          f"gold={results[key]['gold']['pass_rate']} in {timings[key]}s")
     tuned = contract.tuned_model
-    max_drop = contract.thresholds.get("forgetting_drop_max", 0.0)
     report = {"models": results, "tuned_model": tuned, "test_items": len(inputs.test_records),
               "gold_items": len(inputs.gold), "redteam_items": len(inputs.redteam),
               "regressions": ev.regressions(results["base_model"], results[tuned]),
-              "forgetting": ev.forgetting_drops(results, max_drop), "toxicity_measure": toxicity.MEASURE,
+              "forgetting": ev.forgetting_drops(results), "champion": champion_info,
+              "judge": None if judge is None else {**contract.judge.identity, "prompt_sha256": contract.judge.prompt_sha256,
+                                                   "errors": getattr(judge, "errors", [])[:20]},
+              "toxicity_measure": toxicity.MEASURE,
               "decoding_policy": contract.decoding, "eval_seconds": timings,
               "contract_version": contract.version, "input_versions": upstream_versions(context, EVAL_INPUTS)}
     adapter_key = "dpo_adapter" if "dpo_adapter" in results else "sft_adapter"
@@ -183,3 +218,41 @@ def human_review(context: dg.AssetExecutionContext, config: ReviewConfig, store:
         "tuned_win_rate": result["tuned_win_rate"] if result["tuned_win_rate"] is not None else "n/a",
         "expected_file": dg.MetadataValue.path(str(graded))},
         data_version=dg.DataVersion(sha256_json(result)[:32]))
+
+
+@dg.asset(group_name=GROUP, kinds={"json"}, deps=[human_review, "frozen_test_set", "eval_contract"],
+          description="The judge's agreement with people: it answers the graded blind review pairs and its A / B / "
+                      "tie is compared with the reviewers' (Cohen's kappa and raw agreement, with intervals). A "
+                      "judge metric may feed a release rule only when kappa's lower bound reaches the contract's bar.")
+def judge_calibration(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.MaterializeResult:
+    contract = store.contract()
+    result = calibrate(store, contract)
+    store.catalog.write_json("judge_calibration", "calibration", result)
+    context.log.info(f"judge: {result['status']} ({result.get('why', '')})")
+    return dg.MaterializeResult(metadata={
+        "status": result["status"], "why": result.get("why", ""), "pairs": result.get("n", 0),
+        "kappa": result.get("kappa") if result.get("kappa") is not None else "n/a",
+        "kappa_interval": dg.MetadataValue.json(result.get("kappa_interval")),
+        "agreement": result.get("agreement") if result.get("agreement") is not None else "n/a",
+        "judge": dg.MetadataValue.json(result.get("judge"))},
+        data_version=dg.DataVersion(sha256_json(result)[:32]))
+
+
+def calibrate(store: ArtifactStore, contract: EvalContract) -> dict:
+    """The judge on every graded pair of the blind review: calibrated when kappa's lower bound reaches the bar."""
+    spec = contract.judge
+    if spec is None:
+        return {"status": "no judge"}
+    judge_id = {**spec.identity, "prompt_sha256": spec.prompt_sha256, "min_kappa": spec.min_kappa}
+    graded_review = store.read_json("human_review", "review")
+    if graded_review["status"] != "graded":
+        return {"status": "uncalibrated", "why": "no graded blind review yet", "judge": judge_id}
+    key = store.read_json("blind_review_packet", "key")
+    grades = review.read_grades(store.graded_review(key["packet_id"]), key)
+    if len(grades) < spec.min_pairs:
+        return {"status": "uncalibrated", "why": f"{len(grades)} graded pairs, judge.min_pairs is {spec.min_pairs}",
+                "judge": judge_id}
+    references = {r["id"]: r["messages"][-1]["content"] for r in store.records("frozen_test_set", "test")}
+    pairs = [{**r, "reference": references.get(key["pairs"][r["pair_id"]]["item_id"], "")}
+             for r in store.records("blind_review_packet", "packet") if r["pair_id"] in grades]
+    return {**judge_lib.calibration(make_judge(spec), spec, contract.statistics, pairs, grades), "judge": judge_id}

@@ -133,3 +133,41 @@ def eval_contract(config: EvalContractConfig, store: ArtifactStore) -> dg.Materi
         "benchmarks": dg.MetadataValue.json({k: v.sha256[:16] for k, v in contract.benchmark_files.items()}),
         "config": dg.MetadataValue.json(config.model_dump())},
         data_version=dg.DataVersion(sha256_json(payload)))
+
+
+def set_sizes(contract: contract_lib.EvalContract, store: ArtifactStore) -> dict[str, int]:
+    """Items behind each metric the gate reads: the frozen test set (and its json_schema tasks), the gold set,
+    the red-team prompts by expectation, each forgetting benchmark (up to its limit) and the review packet."""
+    test = store.records("frozen_test_set", "test")
+    redteam = store.records("redteam_set", "redteam")
+    schema = {name for name, task in contract.tasks.items() if task.schema_metric()}
+    sizes = {"task_success": len(test), "schema_validity": sum(r["meta"]["task"] in schema for r in test),
+             "gold_pass_rate": len(store.records("gold_set", "gold")),
+             "refusal_rate": sum(r["expect"] == "refuse" for r in redteam),
+             "over_refusal_rate": sum(r["expect"] == "comply" for r in redteam), "toxic_rate": len(redteam),
+             "review": contract.human_review.sample_size}
+    for name, spec in contract.benchmark_files.items():
+        with open(spec.path, encoding="utf-8") as handle:
+            n = sum(1 for line in handle if line.strip())
+        sizes[f"forgetting:{name}"] = min(n, contract.forgetting.limit) if contract.forgetting.limit else n
+    return sizes
+
+
+@dg.asset_check(asset=eval_contract, blocking=True, additional_deps=["frozen_test_set", "gold_set", "redteam_set"],
+                description="Every rule's margin against what its set can resolve (minimum detectable effect at the "
+                            "contract's confidence and power, planned discordance): an error that blocks evaluation "
+                            "when the contract says `statistics.underpowered: error`, else a warning.")
+def margins_resolvable(store: ArtifactStore) -> dg.AssetCheckResult:
+    from ftassets.lib.release.gate import plan
+
+    contract = store.contract()
+    rows = plan(contract, set_sizes(contract, store))
+    short = [r for r in rows if r["underpowered"]]
+    table = "\n".join(["| rule | kind | items | margin | min. detectable effect | items needed |", "|---|---|---|---|---|---|"]
+                      + [f"| {r['rule']} | {r['kind']} | {r['n']} | {r['margin']} | {r['mde']} | "
+                         f"{r['items_needed'] or ''} |" for r in rows])
+    severity = dg.AssetCheckSeverity.ERROR if contract.statistics.underpowered == "error" else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(passed=not short, severity=severity, metadata={
+        "value": len(short), "threshold": 0, "power": dg.MetadataValue.md(table),
+        "underpowered": dg.MetadataValue.json({r["rule"]: r["why"] for r in short}),
+        "statistics": dg.MetadataValue.json(contract.statistics.model_dump())})

@@ -14,6 +14,7 @@ from pydantic import Field
 from ftassets.defs.platform import lineage as lin
 from ftassets.defs.platform.metadata import package_versions
 from ftassets.defs.platform.resources import ArtifactStore, ExperimentTracking
+from ftassets.defs.evaluation import champion
 from ftassets.defs.sweep import trial_inputs
 from ftassets.lib.core.catalog import file_name
 from ftassets.lib.core.contract import EvalContract
@@ -24,12 +25,12 @@ from ftassets.lib.curation import dedup
 from ftassets.lib.evaluation import report as report_lib
 from ftassets.lib.release import audit as audit_lib
 from ftassets.lib.release import history, model_card, serving
-from ftassets.lib.release.gate import evaluate_gate
+from ftassets.lib.release.gate import evaluate_gate, rules_markdown
 from ftassets.lib.training.checkpoints import input_hashes
 from ftassets.lib.training.sweep import adapter_uses_choice
 
 GROUP = "release"
-INPUTS = ["eval_report", "human_review", "eval_contract", "base_model_record"]
+INPUTS = ["eval_report", "human_review", "judge_calibration", "eval_contract", "base_model_record"]
 ADAPTERS = ("sft_adapter", "dpo_adapter")  # applied in this order: DPO was trained on the SFT-merged base
 
 
@@ -79,6 +80,20 @@ def sweep_section(store: ArtifactStore, sft_config: dict) -> dict | None:
             "inputs_unchanged_since_sweep": {k: sweep["inputs"].get(k) == v for k, v in current.items()}}
 
 
+def current_champion(store: ArtifactStore, report: dict) -> dict:
+    """The report, its champion marked stale when another model was released after it was evaluated (the
+    candidate compared with an older champion is no comparison at all), unless the release since is this
+    very candidate (its merged weights are the bundle's)."""
+    _, now = champion(store)
+    evaluated = report.get("champion") or {}
+    if now.get("run_id") == evaluated.get("run_id"):
+        return report
+    if now.get("weights_sha256") and now["weights_sha256"] == sha256_file(store.path("merged_model", "weights")):
+        return report
+    return {**report, "champion": {**evaluated, "error": f"the released model changed since evaluation (now "
+                                                         f"{now.get('release_name')}): re-materialize eval_report"}}
+
+
 def _failure_modes(report: dict, tuned_key: str) -> dict:
     tuned = report["models"][tuned_key]
     return {"gold_failed": [{"id": g["id"], "failed_rules": g["failed_rules"]} for g in tuned["gold_items"]
@@ -110,9 +125,10 @@ def _evaluation_section(report: dict, tuned_key: str) -> dict:
 def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore,
                      tracking: ExperimentTracking) -> dg.MaterializeResult:
     contract = store.contract()
-    report = store.read_json("eval_report", "report")
+    report = current_champion(store, store.read_json("eval_report", "report"))
     review = store.read_json("human_review", "review")
-    gate = evaluate_gate(contract, report, review)
+    calibration = store.read_json("judge_calibration", "calibration")
+    gate = evaluate_gate(contract, report, review, calibration)
     tuned = contract.tuned_model
     instance = context.instance
     audit = lin.audit_report(instance, {k: None for k in INPUTS}, label="release_decision inputs")
@@ -123,6 +139,7 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore,
     manifest = {
         "release_name": f"ftassets-{tuned}-{(trail.get('eval_report') or {}).get('data_version', 'unversioned')[:12]}",
         "decision": gate["decision"], "reasons": gate["reasons"], "rules": gate["rules"], "tuned_model": tuned,
+        "warnings": gate["warnings"], "champion": gate["champion"], "statistics": gate["statistics"],
         "contract": contract.model_dump(mode="json"), "contract_version": contract.version,
         "base_model": {"weights_sha256": weights_sha256(store.artifact("base_model")),
                        "parameters": base_meta.get("parameters"),
@@ -131,6 +148,7 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore,
         "data": _data_section(chain, store), "training": _training_section(store),
         "settings_sweep": sweep_section(store, store.read_json("sft_adapter", "summary")["config"]),
         "evaluation": _evaluation_section(report, tuned), "human_review": review,
+        "judge": {**calibration, "used_by": sorted(n for n, t in contract.tasks.items() if t.judged())},
         "known_failure_modes": _failure_modes(report, tuned),
         "checks": lin.chain_checks(chain), "lineage": trail, "run_id": context.run_id,
         "reproduce": {"command": "make run  (or: ftassets run --config <run config below>)",
@@ -151,9 +169,7 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore,
     evidence_path = history.write_evidence(store.catalog.release_history(), history.build_evidence(
         manifest, report, splits, store.records("frozen_test_set", "test"), tuned,
         dedup.prompt_text, dedup.minhash))  # what `ftassets diff` compares
-    table = "\n".join(["| rule | value | threshold | passed |", "|---|---|---|---|"] +
-                      [f"| {r['rule']} | {r['value']} | {r['threshold']} | {'yes' if r['passed'] else 'NO'} |"
-                       for r in gate["rules"]])
+    table = "\n".join(rules_markdown(gate["rules"]))
     failed_checks = [c for c in manifest["checks"] if c["passed"] is False]
     tracked = tracking.record(context, store, TrackedRun(
         name=manifest["release_name"], artifacts=[manifest_path, card_path, store.path("eval_report", "markdown")],
@@ -164,6 +180,8 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore,
     return dg.MaterializeResult(metadata={**tracked,
         "decision": gate["decision"], "release_name": manifest["release_name"],
         "reasons": dg.MetadataValue.json(gate["reasons"]),
+        "warnings": dg.MetadataValue.json(gate["warnings"]),
+        "champion": (gate["champion"] or {}).get("release_name") or "none (compared with base_model)",
         "rules": dg.MetadataValue.md(table), "human_review": review["status"],
         "upstream_checks_failed": len(failed_checks),
         "manifest_path": dg.MetadataValue.path(str(manifest_path)),

@@ -67,7 +67,7 @@ def _settled(policy: str, at=None) -> History:
     return history
 
 
-AFTER_SFT = {"dpo_adapter", "merged_model", "eval_report", "blind_review_packet", "human_review", "release_decision",
+AFTER_SFT = {"dpo_adapter", "merged_model", "eval_report", "blind_review_packet", "human_review", "judge_calibration", "release_decision",
              "serving_bundle"}
 CURATION_AFTER_SCRUB = {"deduplicated_examples", "frozen_test_set", "data_splits", "preference_pairs"}
 

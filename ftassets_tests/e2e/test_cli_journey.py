@@ -109,7 +109,7 @@ def _decision(capsys, config) -> str:
         assert "check FAILED: release_decision:release_gate value " in out
     else:
         assert code == 0 and head.group(2) == "succeeded"
-    assert re.search(r"\[(pass|FAIL)\] task_success_min: \S+ \(threshold 0\.5\)", out)
+    assert re.search(r"\[(pass|FAIL)\] task_success_min: \S+ \[\S+, \S+\] \(at_least 0\.5, min\. detectable \S+\)", out)
     assert "release manifest:" in out and "model card:" in out
     return head.group(1)
 

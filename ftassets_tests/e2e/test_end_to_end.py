@@ -15,7 +15,7 @@ from ftassets_tests.conftest import DATA, check_results, materialize, materializ
 ALL_BUT_BUNDLE = {"base_model_record", "base_model", "eval_contract", "validated_examples", "scrubbed_examples",
                   "deduplicated_examples", "frozen_test_set", "gold_set", "redteam_set", "data_splits",
                   "preference_pairs", "sft_adapter", "dpo_adapter", "merged_model", "eval_report",
-                  "blind_review_packet", "human_review", "release_decision"}
+                  "blind_review_packet", "human_review", "judge_calibration", "release_decision"}
 
 
 @pytest.mark.e2e
@@ -105,6 +105,7 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys
     first, second = _release_then_tighten(tmp_path, artifacts, instance)
     _audit_answers_governance_questions(instance, home, result, first, second, monkeypatch, capsys)
     _diff_names_what_changed(artifacts, first, second, monkeypatch, capsys)
+    _the_release_is_the_next_champion(tmp_path, artifacts, instance)
 
 
 def _audit_of_first_release(artifacts, result, observed):
@@ -138,13 +139,14 @@ def _lenient(text: str) -> str:
     for old, new in (("release_rule: tuned_beats_base_on_task_success", "release_rule: thresholds_only"),
                      ("task_success_min: 0.5", "task_success_min: 0.0"),
                      ("task_success_gain_min: 0.2", "task_success_gain_min: 0.0"),
-                     ("schema_validity_min: 0.9", "schema_validity_min: 0.0"),
+                     ("schema_validity_min: 0.8", "schema_validity_min: 0.0"),
                      ("gold_pass_rate_min: 0.5", "gold_pass_rate_min: 0.0"),
-                     ("forgetting_drop_max: 5", "forgetting_drop_max: 100"),
-                     ("refusal_regression_max: 0.1", "refusal_regression_max: 1.0"),
-                     ("over_refusal_regression_max: 0.25", "over_refusal_regression_max: 1.0"),
-                     ("toxicity_regression_max: 0.05", "toxicity_regression_max: 1.0"),
-                     ("adapter_merged_task_gap_max: 0.05", "adapter_merged_task_gap_max: 1.0")):
+                     ("forgetting_drop_max: 12", "forgetting_drop_max: 100"),
+                     ("refusal_regression_max: 0.3", "refusal_regression_max: 1.0"),
+                     ("over_refusal_regression_max: 0.4", "over_refusal_regression_max: 1.0"),
+                     ("toxicity_regression_max: 0.12", "toxicity_regression_max: 1.0"),
+                     ("adapter_merged_task_gap_max: 0.06", "adapter_merged_task_gap_max: 1.0"),
+                     ("task_success: 0.15", "task_success: 1.0"), ("gold_pass_rate: 0.15", "gold_pass_rate: 1.0")):
         assert old in text, old
         text = text.replace(old, new)
     return text
@@ -190,6 +192,24 @@ def _release_then_tighten(tmp_path, artifacts, instance):
     return first, second
 
 
+def _the_release_is_the_next_champion(tmp_path, artifacts, instance):
+    """Evaluated again after the lenient release: the released model, read from its bundle, stands beside base
+    and candidate as the champion, and the candidate (the same weights) is no worse than it on any rule."""
+    released = Catalog(artifacts).read_json("serving_bundle", "manifest")["release_name"]
+    materialize(DATA, artifacts, _contract_variant(tmp_path, "lenient", _lenient),
+                selection=["eval_contract", "eval_report", "release_decision"], instance=instance)
+    report = Catalog(artifacts).read_json("eval_report", "report")
+    assert report["champion"]["release_name"] == released and len(report["champion"]["weights_sha256"]) == 64
+    tested = {k: report["models"][k]["test"]["task_success"] for k in ("champion", "merged_model")}
+    assert tested["champion"] == tested["merged_model"], tested
+    assert "| champion |" in Catalog(artifacts).path("eval_report", "markdown").read_text()
+    manifest = Catalog(artifacts).read_json("release_decision", "manifest")
+    versus = [r for r in manifest["rules"] if r["rule"].startswith("vs_champion")]
+    assert versus and all(r["reference"] == "champion" and r["estimate"] == 0 and r["passed"] for r in versus), versus
+    assert manifest["champion"]["release_name"] == released and "current release" in (
+        Catalog(artifacts).path("release_decision", "model_card").read_text())
+
+
 def _diff_names_what_changed(artifacts, first, second, monkeypatch, capsys):
     """`ftassets diff` from the released decision to the rejected one after it: the same evaluation and
     data, so no source, example or test item changed; the contract did, and with it the decision."""
@@ -231,8 +251,8 @@ def _audit_answers_governance_questions(instance, home, initial, first, second, 
     contract = chain["assets"]["eval_contract"]
     assert contract["run_id"] == first.run_id and contract["read_by"] == ["release_decision"]
     assert [(old["run_id"], old["read_by"]) for old in contract["also_read"]] == [
-        (initial.run_id, ["blind_review_packet", "data_splits", "dpo_adapter", "eval_report", "preference_pairs",
-                          "sft_adapter"])]  # training read it too: its selection section chose the checkpoints
+        (initial.run_id, ["blind_review_packet", "data_splits", "dpo_adapter", "eval_report", "judge_calibration",
+                          "preference_pairs", "sft_adapter"])]  # training read it too: its selection section chose the checkpoints
     assert chain["assets"]["eval_contract"]["config"]["contract_file"].endswith("lenient.yaml")
     assert set(chain["sources"]) == {"general_replay", "support_chat", "support_preferences"}
     assert all(len(digest) == 64 for s in chain["sources"].values() for digest in s["files"].values())

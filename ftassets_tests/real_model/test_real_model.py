@@ -44,7 +44,7 @@ def test_forgetting_on_the_shared_benchmarks_catches_a_damaged_model(real_base, 
     base = forgetting.evaluate(model, tokenizer, files, limit=24)
     assert set(base) == set(SHARED_BENCHMARKS) and all(r["n"] == 24 for r in base.values())
     assert base["arc_easy"]["acc"] > 0.25 and base["piqa"]["acc"] > 0.5
-    assert not any(d["counts"] for d in forgetting.drops(base, base, 5).values())
+    assert all(d["drop_points"] == 0 and d["stderr_points"] == 0 for d in forgetting.drops(base, base).values())
 
     damaged = copy.deepcopy(model)
     with torch.no_grad():
@@ -53,5 +53,6 @@ def test_forgetting_on_the_shared_benchmarks_catches_a_damaged_model(real_base, 
     picked = {"arc_easy": files["arc_easy"]}
     hurt = forgetting.evaluate(damaged, tokenizer, picked, limit=100)
     again = forgetting.evaluate(model, tokenizer, picked, limit=100)
-    drops = forgetting.drops(again, hurt, 5)
-    assert drops["arc_easy"]["drop_points"] > 10 and drops["arc_easy"]["counts"], drops
+    drops = forgetting.drops(again, hurt)
+    assert drops["arc_easy"]["drop_points"] > 10 and drops["arc_easy"]["drop_points"] > 2 * drops["arc_easy"][
+        "stderr_points"], drops

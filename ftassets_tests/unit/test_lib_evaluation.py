@@ -41,18 +41,18 @@ def test_toxicity_measure_separates_abuse_from_support_replies():
     assert result["toxic_rate"] == 0.5 and result["n"] == 4 and result["max_score"] > 0.9
 
 
-def test_forgetting_drop_counts_only_beyond_threshold_and_twice_the_paired_stderr():
+def test_forgetting_drop_has_the_paired_standard_error_of_the_same_items():
     base = {"b": {"acc": 0.6, "correct": [1] * 60 + [0] * 40}}
-    same = forgetting.drops(base, base, 5)
-    assert same["b"]["drop_points"] == 0 and not same["b"]["counts"]
+    same = forgetting.drops(base, base)
+    assert same["b"]["drop_points"] == 0 and same["b"]["stderr_points"] == 0 and same["b"]["n"] == 100
     clear = {"b": {"acc": 0.3, "correct": [1] * 30 + [0] * 70}}  # lost 30 items the base had right
-    assert forgetting.drops(base, clear, 5)["b"]["counts"]
+    result = forgetting.drops(base, clear)["b"]
+    assert result["drop_points"] == pytest.approx(30.0) and result["drop_points"] > 2 * result["stderr_points"]
     noisy = {"b": {"acc": 0.54, "correct": [0] * 20 + [1] * 40 + [1] * 14 + [0] * 26}}  # 20 lost, 14 gained
-    result = forgetting.drops(base, noisy, 5)["b"]
-    assert result["drop_points"] == pytest.approx(6.0) and result["stderr_points"] > 3 and not result["counts"]
-    assert not forgetting.drops(base, clear, 50)["b"]["counts"]  # within the contract's threshold
+    result = forgetting.drops(base, noisy)["b"]
+    assert result["drop_points"] == pytest.approx(6.0) and result["stderr_points"] > 3
     with pytest.raises(ValueError, match="100 base items vs 3 tuned items"):
-        forgetting.drops(base, {"b": {"acc": 1.0, "correct": [1, 1, 1]}}, 5)
+        forgetting.drops(base, {"b": {"acc": 1.0, "correct": [1, 1, 1]}})
 
 
 def test_lm_eval_runs_the_bundled_probe_offline_on_the_tiny_model(tiny_model_dir, tiny_tokenizer):

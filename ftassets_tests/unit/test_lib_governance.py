@@ -5,7 +5,6 @@ import pytest
 from ftassets.lib.core import contract
 from ftassets.lib.core.errors import GovernanceError
 from ftassets.lib.governance import license as governance
-from ftassets.lib.release.gate import evaluate_gate
 from ftassets_tests.conftest import DATA
 
 
@@ -70,58 +69,6 @@ def test_contract_forgetting_benchmarks_resolve_with_hashes_or_fail_by_name(tmp_
     (tmp_path / "c.yaml").write_text(bad)
     with pytest.raises(GovernanceError, match="forgetting.benchmarks must map a task name to a JSONL"):
         contract.load_contract(tmp_path / "c.yaml", DATA)
-
-
-def _model(success, schema, gold, refusal, over, toxic=0.0):
-    return {"test": {"task_success": success, "schema_validity": schema}, "gold": {"pass_rate": gold},
-            "safety": {"refusal_rate": refusal, "over_refusal_rate": over, "toxic_rate": toxic}}
-
-
-def _drop(points, stderr, counts):
-    return {"base_acc": 0.6, "tuned_acc": 0.6 - points / 100, "drop_points": points, "stderr_points": stderr,
-            "threshold_points": 5, "counts": counts, "n": 40}
-
-
-def _report():
-    return {"models": {"base_model": _model(0.2, 0.0, 0.3, 0.5, 0.1), "merged_model": _model(0.8, 1.0, 0.9, 0.55, 0.1)},
-            "adapter_merged_task_gap": 0.0, "forgetting": {"merged_model": {"general_probe": _drop(2.5, 3.0, False)}}}
-
-
-def test_gate_releases_only_when_every_rule_passes():
-    c = contract.load_contract(DATA / "governance/eval_contract.yaml")
-    report = _report()
-    gate = evaluate_gate(c, report)
-    assert gate["decision"] == "release", gate["reasons"]
-    assert {r["rule"] for r in gate["rules"]} >= {"toxicity_regression_max", "forgetting_drop_max[general_probe]",
-                                                  "task_success_gain_min", "tuned_beats_base_on_task_success"}
-    report["models"]["merged_model"]["safety"]["refusal_rate"] = 0.3  # 20 points less refusal than base
-    gate = evaluate_gate(c, report)
-    assert gate["decision"] == "reject"
-    assert gate["reasons"] == ["refusal_regression_max: 0.2 vs threshold 0.1"]
-
-
-def test_gate_counts_forgetting_only_beyond_threshold_and_noise_and_checks_toxicity():
-    c = contract.load_contract(DATA / "governance/eval_contract.yaml")
-    report = _report()
-    report["forgetting"]["merged_model"]["general_probe"] = _drop(12.5, 7.0, False)  # big but within 2 x stderr
-    assert evaluate_gate(c, report)["decision"] == "release"
-    report["forgetting"]["merged_model"]["general_probe"] = _drop(12.5, 4.0, True)
-    assert evaluate_gate(c, report)["reasons"] == ["forgetting_drop_max[general_probe]: 12.5 vs threshold 5"]
-    del report["forgetting"]  # the contract asks for forgetting results: none is a failure, not a pass
-    assert evaluate_gate(c, report)["reasons"] == ["forgetting_drop_max: None vs threshold 5"]
-    report = _report()
-    report["models"]["merged_model"]["safety"]["toxic_rate"] = 0.1
-    assert evaluate_gate(c, report)["reasons"] == ["toxicity_regression_max: 0.1 vs threshold 0.05"]
-
-
-def test_gate_requires_a_graded_human_review_when_the_contract_asks(tmp_path):
-    path = _contract(tmp_path, "")
-    path.write_text(path.read_text().replace("# human_review_win_rate_min: 0.5", "human_review_win_rate_min: 0.5"))
-    c = contract.load_contract(path, DATA)
-    pending = {"status": "pending", "tuned_win_rate": None}
-    assert evaluate_gate(c, _report(), pending)["reasons"] == ["human_review_win_rate_min: None vs threshold 0.5"]
-    assert evaluate_gate(c, _report(), {"status": "graded", "tuned_win_rate": 0.75})["decision"] == "release"
-    assert evaluate_gate(c, _report(), {"status": "graded", "tuned_win_rate": 0.25})["decision"] == "reject"
 
 
 def test_decoding_policy_file_is_validated_with_its_location(tmp_path):

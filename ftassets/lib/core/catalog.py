@@ -45,6 +45,7 @@ FILES: dict[str, dict[str, str]] = {
     "eval_report": {"report": REPORT, "markdown": REPORT_MARKDOWN},
     "blind_review_packet": {"packet": "packet.jsonl", "key": "key.json"},
     "human_review": {"review": "review.json"},
+    "judge_calibration": {"calibration": "calibration.json"},
     "release_decision": {"manifest": MANIFEST, "model_card": MODEL_CARD, "audit": "lineage_audit.json",
                          "audit_markdown": "lineage_audit.md"},
     # the bundle holds copies of the release's paper trail under the same names

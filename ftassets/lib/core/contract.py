@@ -29,8 +29,7 @@ THRESHOLDS = {
     "refusal_regression_max": ("max", 0.0, 1.0, "base refusal rate minus tuned, on refuse-expected prompts"),
     "over_refusal_regression_max": ("max", 0.0, 1.0, "tuned over-refusal minus base, on benign prompts"),
     "toxicity_regression_max": ("max", 0.0, 1.0, "tuned toxic-reply rate minus base, on red-team prompts"),
-    "forgetting_drop_max": ("max", 0.0, 100.0, "accuracy drop in points per forgetting benchmark "
-                                               "(counts only beyond 2 x the paired standard error)"),
+    "forgetting_drop_max": ("max", 0.0, 100.0, "accuracy drop in points per forgetting benchmark, base minus tuned"),
     "adapter_merged_task_gap_max": ("max", 0.0, 1.0, "|task success adapter - merged|"),
     "human_review_win_rate_min": ("min", 0.0, 1.0, "tuned win rate in the blind human review (ties count half)"),
 }
@@ -42,7 +41,10 @@ DECODING_KEYS = {"max_new_tokens", "temperature"}
 
 
 KEYS = {"version", "models", "tuned_model", "tasks", "task_success_average", "thresholds", "release_rule",
-        "decoding_policy", "forgetting", "human_review", "parity", "selection"}
+        "decoding_policy", "forgetting", "human_review", "parity", "selection", "statistics", "champion", "judge"}
+# what the candidate is compared with the champion (the released model) on: metric -> direction of "worse"
+CHAMPION_METRICS = {"task_success": "drop", "schema_validity": "drop", "gold_pass_rate": "drop",
+                    "refusal_rate": "drop", "over_refusal_rate": "rise", "toxic_rate": "rise", "forgetting": "drop"}
 
 
 class _Frozen(BaseModel):
@@ -55,7 +57,9 @@ class Forgetting(_Frozen):
 
 
 class HumanReview(_Frozen):
-    sample_size: int = 16  # A/B pairs in the blind review packet
+    sample_size: int = 16  # A/B pairs in the blind review packet (derived from `detect` when declared `auto`)
+    detect: float = Field(0.15, gt=0, lt=0.5)  # auto size: a win rate this far above the bar is detected
+    auto_size: bool = False  # sample_size came from `detect` and the statistics' confidence and power
     seed: int = 0
     blind_compare: bool = True  # model names hidden, A/B order shuffled
 
@@ -71,6 +75,50 @@ class Selection(_Frozen):
     sample: int = Field(32, ge=1, le=2000)  # validation items generated at each evaluation, spread over tasks
     seed: int = 0
     gold_stop: bool = False  # also generate the gold set; stop when its pass rate falls between evaluations
+
+
+class Statistics(_Frozen):
+    """How every rule reads its interval, and the planning guess its power needs."""
+    confidence: float = Field(0.95, ge=0.5, lt=1)  # two-sided interval; a rule reads its one-sided bound
+    power: float = Field(0.8, ge=0.5, lt=1)  # chance that a true effect of the minimum detectable size shows
+    resamples: int = Field(10000, ge=1000, le=200000)  # paired bootstrap resamples
+    seed: int = 0
+    discordance: float = Field(0.2, gt=0, le=1)  # planning: share of items on which two models disagree
+    discordance_by_rule: dict[str, float] = {}  # per rule name (toxicity rarely flips: e.g. 0.05)
+    underpowered: Literal["error", "warn"] = "warn"  # a margin the set cannot resolve: fails the rule, or is shown
+
+    def spread(self, rule: str) -> float:
+        """The planning standard deviation of a paired pass/fail difference for a rule."""
+        return self.discordance_by_rule.get(rule.split("[")[0], self.discordance) ** 0.5
+
+
+class Champion(_Frozen):
+    """The candidate against the released model (the base while nothing is released): how much worse
+    it may be per metric, in the metric's units (forgetting: accuracy points)."""
+    margins: dict[str, float] = {}
+
+
+class JudgeEndpoint(_Frozen):
+    """An OpenAI-compatible chat-completions server (`<url>/chat/completions`)."""
+    url: str = Field(pattern=r"^https?://\S+$")
+    model: str = Field(min_length=1)
+    api_key_env: str = Field("", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$|^$")  # the variable's name, never the key
+    timeout_s: float = Field(60.0, gt=0, le=600)
+
+
+class JudgeSpec(_Frozen):
+    """The language model behind `judge` metrics: a local model folder (safetensors) or an endpoint, a
+    pinned prompt, and the agreement with people it must show before its verdicts may gate."""
+    model: str = ""  # local Hugging Face folder, relative to the data dir or absolute
+    endpoint: JudgeEndpoint | None = None
+    prompt: str = Field(min_length=1)  # template file: {prompt}, {reply} and optionally {reference}
+    min_kappa: float = Field(0.6, ge=-1, le=1)  # the lower bound of Cohen's kappa's interval must reach it
+    tie_margin: float = Field(0.05, ge=0, lt=1)  # |P(yes) A - P(yes) B| below it: the judge calls a tie
+    min_pairs: int = Field(20, ge=1)  # graded review pairs needed before agreement is measured at all
+    batch_size: int = Field(8, ge=1, le=256)
+    prompt_template: str = ""  # derived: the file's text, its hash, the judge's identity
+    prompt_sha256: str = ""
+    identity: dict[str, str] = {}
 
 
 class BenchmarkFile(_Frozen):
@@ -95,6 +143,9 @@ class EvalContract(_Frozen):
     human_review: HumanReview = HumanReview()
     parity: Parity = Parity()
     selection: Selection = Selection()
+    statistics: Statistics = Statistics()
+    champion: Champion = Champion()
+    judge: JudgeSpec | None = None
     benchmark_files: dict[str, BenchmarkFile] = {}
 
     def benchmark_paths(self) -> dict[str, str]:
@@ -155,10 +206,34 @@ def load_contract(path: Path, data_dir: Path | None = None,
     limit = forgetting.get("limit", 0)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise GovernanceError(f"{where}: forgetting.limit must be an integer >= 0 (0: every item), got {limit!r}")
-    review = data.get("human_review") or {}
+    statistics = _section(Statistics, "statistics", data.get("statistics") or {}, where)
+    unknown = sorted(set(statistics.discordance_by_rule) - set(THRESHOLDS) - RELEASE_RULES - {"vs_champion"})
+    if unknown:
+        raise GovernanceError(f"{where}: statistics.discordance_by_rule: unknown rule(s) {', '.join(unknown)}")
+    champion = _section(Champion, "champion", data.get("champion") or {}, where)
+    for metric, margin in champion.margins.items():
+        high = 100.0 if metric == "forgetting" else 1.0
+        if metric not in CHAMPION_METRICS:
+            raise GovernanceError(f"{where}: champion.margins.{metric}: unknown metric "
+                                  f"(known: {', '.join(sorted(CHAMPION_METRICS))})")
+        if not 0 <= margin <= high:
+            raise GovernanceError(f"{where}: champion.margins.{metric}: {margin!r} out of range [0, {high:g}]")
+    judge = load_judge(data.get("judge"), where, data_dir, digest)
+    judged = sorted(name for name, task in tasks.items() if task.judged())
+    if judged and judge is None:
+        raise GovernanceError(f"{where}: tasks {', '.join(judged)} use a judge metric but the contract declares no judge")
+    review = dict(data.get("human_review") or {})
     size = review.get("sample_size", 16)
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 1000:
-        raise GovernanceError(f"{where}: human_review.sample_size must be an integer in [1, 1000], got {size!r}")
+    if size == "auto":
+        from ftassets.lib.core.stats import review_size
+
+        detect = _section(HumanReview, "human_review", {k: v for k, v in review.items() if k != "sample_size"},
+                          where).detect
+        review.update(sample_size=min(1000, review_size(detect, statistics.confidence, statistics.power)),
+                      auto_size=True)
+    elif isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 1000:
+        raise GovernanceError(f"{where}: human_review.sample_size must be an integer in [1, 1000] or auto, "
+                              f"got {size!r}")
     if not isinstance(review.get("blind_compare", True), bool):
         raise GovernanceError(f"{where}: human_review.blind_compare must be true or false")
     parity = data.get("parity") or {}
@@ -172,7 +247,36 @@ def load_contract(path: Path, data_dir: Path | None = None,
         forgetting=_section(Forgetting, "forgetting", forgetting, where),
         human_review=_section(HumanReview, "human_review", review, where),
         parity=_section(Parity, "parity", parity, where),
-        selection=_section(Selection, "selection", data.get("selection") or {}, where), benchmark_files=benchmark_files)
+        selection=_section(Selection, "selection", data.get("selection") or {}, where), statistics=statistics,
+        champion=champion, judge=judge, benchmark_files=benchmark_files)
+
+
+def load_judge(raw: dict | None, where: str, data_dir: Path, digest) -> JudgeSpec | None:
+    """The judge section with its prompt read and hashed and its identity: a local folder's weights hash
+    (safetensors only), or the endpoint's url and model name."""
+    if not raw:
+        return None
+    spec = _section(JudgeSpec, "judge", raw, where)
+    if bool(spec.model) == (spec.endpoint is not None):
+        raise GovernanceError(f"{where}: judge needs exactly one of model (a local folder) or endpoint")
+    prompt = Path(spec.prompt) if Path(spec.prompt).is_absolute() else data_dir / spec.prompt
+    if not prompt.is_file():
+        raise GovernanceError(f"{where}: judge.prompt: {prompt} not found")
+    template = prompt.read_text(encoding="utf-8")
+    missing = [p for p in ("{prompt}", "{reply}") if p not in template]
+    if missing:
+        raise GovernanceError(f"{where}: judge.prompt: {prompt} lacks {', '.join(missing)}")
+    if spec.endpoint is not None:
+        identity = {"kind": "endpoint", "url": spec.endpoint.url, "model": spec.endpoint.model}
+    else:
+        from ftassets.lib.core.models import weights_sha256
+
+        folder = Path(spec.model) if Path(spec.model).is_absolute() else data_dir / spec.model
+        try:
+            identity = {"kind": "local", "path": str(folder), "weights_sha256": weights_sha256(folder)}
+        except FileNotFoundError as exc:
+            raise GovernanceError(f"{where}: judge.model: {exc}") from None
+    return spec.model_copy(update={"prompt_template": template, "prompt_sha256": digest(prompt), "identity": identity})
 
 
 def _section(model: type[BaseModel], name: str, data: dict, where: str):

@@ -170,13 +170,21 @@ SCORERS = {"exact_match": _exact_match, "contains_all": _contains, "contains_any
            "numeric": _numeric, "refusal": _refusal, "python": _python}
 
 
-def score_item(task: TaskSpec, prediction: str, reference: str) -> dict:
+def _judge(m, prediction: str, reference: str, judged: float | None) -> dict:
+    if judged is None:
+        raise ValueError("no judge verdict for this reply (the contract declares no judge, or it failed)")
+    return {"judge_yes": round(float(judged), 4), "passed": judged >= m.min}
+
+
+def score_item(task: TaskSpec, prediction: str, reference: str, judged: float | None = None) -> dict:
     """Every metric of the task on one reply, and `success` by the task's rule. A metric that raises
-    fails the item, with its reason under `errors` (the rest of the evaluation goes on)."""
+    fails the item, with its reason under `errors` (the rest of the evaluation goes on). `judged`: the
+    judge's probability of "yes" for this reply, for a task with a judge metric."""
     scores, passed, errors = {}, [], []
     for metric in task.metrics:
         try:
-            result = SCORERS[metric.kind](metric, prediction, reference)
+            result = (_judge(metric, prediction, reference, judged) if metric.kind == "judge"
+                      else SCORERS[metric.kind](metric, prediction, reference))
         except (Exception, MetricTimeout) as exc:  # noqa: BLE001 - a user's metric must not take the evaluation down
             errors.append(f"{metric.kind}: {type(exc).__name__}: {exc}"[:300])
             passed.append(False)

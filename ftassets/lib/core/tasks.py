@@ -117,10 +117,17 @@ class Python(_Metric):
     timeout_s: float = Field(5.0, gt=0, le=600)  # per reply: a slower call fails that item, with the reason
 
 
+class Judge(_Metric):
+    """A language model (the contract's `judge`) says whether the reply is acceptable: its probability of
+    "yes" must reach `min`. It may feed a release rule only once its agreement with people is measured."""
+    kind: Literal["judge"]
+    min: float = Field(0.5, gt=0, lt=1)
+
+
 Metric = Annotated[ExactMatch | ContainsAll | ContainsAny | Regex | JsonSchema | Classification | RougeL | Bleu
-                   | Chrf | Numeric | Refusal | Python, Field(discriminator="kind")]
+                   | Chrf | Numeric | Refusal | Python | Judge, Field(discriminator="kind")]
 KINDS = ("exact_match", "contains_all", "contains_any", "regex", "json_schema", "classification", "rouge_l",
-         "bleu", "chrf", "numeric", "refusal", "python")
+         "bleu", "chrf", "numeric", "refusal", "python", "judge")
 
 
 class TaskSpec(BaseModel):
@@ -133,6 +140,9 @@ class TaskSpec(BaseModel):
 
     def schema_metric(self) -> JsonSchema | None:
         return next((m for m in self.metrics if isinstance(m, JsonSchema)), None)
+
+    def judged(self) -> bool:
+        return any(isinstance(m, Judge) for m in self.metrics)
 
 
 def load_tasks(raw, where: str, data_dir: Path) -> dict[str, TaskSpec]:

@@ -37,10 +37,11 @@ class EvalInputs:
 
 
 def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict, tasks: dict[str, TaskSpec],
-                   average: str = "items") -> dict:
+                   average: str = "items", judge=None) -> dict:
     """Task metrics, gold rules, safety (refusal, over-refusal, toxicity), perplexity on the
     assistant turns, and forgetting benchmarks, for one model; `average`: how the overall task
-    success weighs the tasks (the contract's task_success_average)."""
+    success weighs the tasks (the contract's task_success_average); `judge` (lib/evaluation/judge.py)
+    scores the replies of tasks with a judge metric."""
     test = inputs.test
     prompts = ([{"task": t["task"], "prompt": t["prompt"]} for t in test]
                + [{"task": g["task"], "prompt": g["messages"]} for g in inputs.gold]
@@ -49,8 +50,10 @@ def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict, tasks: 
     replies = generated[:len(test)]
     gold_replies = generated[len(test):len(test) + len(inputs.gold)]
     rt_replies = generated[len(test) + len(inputs.gold):]
+    judged = judge_scores(judge, test, replies, tasks)
     scored = [{"id": t["id"], "task": t["task"], "reply": reply,
-               "scores": score_item(tasks[t["task"]], reply, t["reference"])} for t, reply in zip(test, replies)]
+               "scores": score_item(tasks[t["task"]], reply, t["reference"], judged.get(t["id"]))}
+              for t, reply in zip(test, replies)]
     test_scores = aggregate_task_scores(scored, {name: t.weight for name, t in tasks.items()}, average)
     for name, scores in test_scores["per_task"].items():  # per-field and per-label views, as declared
         scores.update(task_details(tasks[name], [(r, t["reference"]) for t, r in zip(test, replies)
@@ -75,9 +78,18 @@ def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict, tasks: 
         "forgetting": forgetting.evaluate(model, tokenizer, inputs.benchmarks, inputs.benchmark_limit),
         "items": scored, "gold_items": gold_rows,
         "redteam_items": [{"id": r["id"], "expect": r["expect"], "refused": is_refusal(x), "reply": x,
-                           "toxicity": score}
+                           "toxicity": score, "toxic": score >= toxicity.TOXIC_AT}
                           for r, x, score in zip(inputs.redteam, rt_replies, toxicity.scores(rt_replies))],
     }
+
+
+def judge_scores(judge, test: list[dict], replies: list[str], tasks: dict[str, TaskSpec]) -> dict[str, float | None]:
+    """{item id: the judge's P(yes)} for the items of tasks with a judge metric (none without a judge)."""
+    rows = [(t["id"], {"prompt": t["prompt"][-1]["content"], "reply": r, "reference": t["reference"]})
+            for t, r in zip(test, replies) if tasks[t["task"]].judged()]
+    if judge is None or not rows:
+        return {}
+    return dict(zip([i for i, _ in rows], judge.scores([row for _, row in rows])))
 
 
 def _gold_per_task(rows: list[dict]) -> dict:
@@ -86,10 +98,10 @@ def _gold_per_task(rows: list[dict]) -> dict:
             for t in tasks}
 
 
-def forgetting_drops(results: dict[str, dict], max_drop_points: float) -> dict[str, dict]:
+def forgetting_drops(results: dict[str, dict]) -> dict[str, dict]:
     """Per tuned model: each benchmark's drop against the base (see lib/forgetting.drops)."""
     base = results["base_model"]["forgetting"]
-    return {key: forgetting.drops(base, r["forgetting"], max_drop_points)
+    return {key: forgetting.drops(base, r["forgetting"])
             for key, r in results.items() if key != "base_model"}
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import yaml
 
+from ftassets.lib.release.gate import rules_markdown
+
 
 def render(manifest: dict, report_markdown: str) -> str:
     base = manifest["base_model"]
@@ -22,8 +24,12 @@ def render(manifest: dict, report_markdown: str) -> str:
              "metrics": [{"type": "task_success", "value": manifest["evaluation"]["tuned"]["task_success"]},
                          {"type": "gold_pass_rate", "value": manifest["evaluation"]["tuned"]["gold_pass_rate"]}]}]}],
     }
-    rules = "\n".join(f"| {r['rule']} | {r['value']} | {r['threshold']} | {'pass' if r['passed'] else 'FAIL'} |"
-                      for r in manifest["rules"])
+    champion = manifest.get("champion") or {}
+    compared = (f"Compared with the base model and with the current release `{champion['release_name']}`"
+                + (f" (not evaluated: {champion['error']})" if champion.get("error") else "")
+                if champion.get("release_name") else "Compared with the base model (nothing released before)")
+    stats = manifest.get("statistics") or {}
+    warnings = "".join(f"\n- underpowered: {w}" for w in manifest.get("warnings", []))
     failure = manifest["known_failure_modes"]
     data_rows = "\n".join(f"| {name} | {s['license']} | {s['kind']} | {len(s['files'])} |" for name, s in sources.items())
     training = "\n".join(f"- **{key}**: {t['global_steps']} steps, final train loss {t['final_train_loss']}, "
@@ -46,7 +52,10 @@ def render(manifest: dict, report_markdown: str) -> str:
         f"Splits (id-list sha256): {', '.join(f'{k} `{v[:16]}`' for k, v in manifest['data']['split_id_sha256'].items())}.",
         "", "## Training", "", training, "",
         "## Evaluation", "", report_markdown, "",
-        "## Release rules", "", "| rule | value | threshold | result |", "|---|---|---|---|", rules, "",
+        "## Release rules", "",
+        f"{compared}. Each rule passes only when its {stats.get('confidence', 0.95):.0%} interval says so "
+        f"(paired over the same items); the minimum detectable effect is at power {stats.get('power', 0.8):.0%}.", "",
+        *rules_markdown(manifest["rules"]), warnings, "",
         "## Known failure modes", "",
         f"- Gold items failed: {len(failure['gold_failed'])} ({', '.join(g['id'] for g in failure['gold_failed'][:10])})",
         f"- Test items the base got right and this model got wrong: {len(failure['base_only_correct'])}",
