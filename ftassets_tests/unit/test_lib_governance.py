@@ -87,7 +87,7 @@ def test_decoding_policy_file_is_validated_with_its_location(tmp_path):
     policy.unlink()
     with pytest.raises(GovernanceError, match=r"decoding_policy.yaml: file not found"):
         contract.load_contract(path)
-    path.write_text(path.read_text().replace("sample_size: 16", "sample_size: 0"))
+    path.write_text(path.read_text().replace("sample_size: auto", "sample_size: 0"))
     policy.write_text("default: {max_new_tokens: 40}\n")
     with pytest.raises(GovernanceError, match=r"human_review.sample_size must be an integer in \[1, 1000\]"):
         contract.load_contract(path)
@@ -96,7 +96,9 @@ def test_decoding_policy_file_is_validated_with_its_location(tmp_path):
 def test_contract_object_holds_every_default_and_rejects_unknown_keys(tmp_path):
     c = contract.load_contract(DATA / "governance/eval_contract.yaml")
     assert (c.parity.max_logit_diff, c.parity.prompts) == (0.001, 8)
-    assert (c.human_review.sample_size, c.human_review.blind_compare, c.forgetting.limit) == (16, True, 0)
+    # the demo sizes its review packet from power: a win rate 0.25 above the bar at 95% / 80%
+    assert (c.human_review.sample_size, c.human_review.auto_size, c.human_review.blind_compare, c.forgetting.limit) == (
+        32, True, True, 0)
     assert c.decoding_policy_sha256 == __import__("hashlib").sha256(
         (DATA / "governance/decoding_policy.yaml").read_bytes()).hexdigest()
     assert contract.EvalContract.model_validate_json(c.model_dump_json()) == c  # what contract.json round-trips

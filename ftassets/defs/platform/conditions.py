@@ -96,8 +96,9 @@ def conditions(policy: str, cron: str) -> dict[str, AC | None]:
     out["merged_model"] = follow(["sft_adapter", "dpo_adapter"])
     # a re-curated held-out set re-evaluates only if its content changed (it is hash-locked): no same-tick trigger
     out["eval_report"] = follow(models + ["frozen_test_set", "gold_set", "redteam_set", "eval_contract"], models)
-    out.update({key: follow() for key in ("blind_review_packet", "human_review", "judge_calibration", "release_decision",
-                                               "serving_bundle")})
+    out.update({key: follow() for key in ("blind_review_packet", "human_review", "release_decision", "serving_bundle")})
+    # it reads the frozen test set's references only: a re-curation of that set is no same-tick trigger
+    out["judge_calibration"] = follow(None, ["human_review", "eval_contract"])
     return out
 
 

@@ -170,10 +170,14 @@ SCORERS = {"exact_match": _exact_match, "contains_all": _contains, "contains_any
            "numeric": _numeric, "refusal": _refusal, "python": _python}
 
 
-def _judge(m, prediction: str, reference: str, judged: float | None) -> dict:
+def _judge(m, prediction: str, reference: str, judged: float | None = None) -> dict:
+    """The judge's verdict, asked beforehand in one batch for every reply (lib/evaluation/judge.py)."""
     if judged is None:
         raise ValueError("no judge verdict for this reply (the contract declares no judge, or it failed)")
     return {"judge_yes": round(float(judged), 4), "passed": judged >= m.min}
+
+
+SCORERS["judge"] = _judge
 
 
 def score_item(task: TaskSpec, prediction: str, reference: str, judged: float | None = None) -> dict:
@@ -183,8 +187,8 @@ def score_item(task: TaskSpec, prediction: str, reference: str, judged: float | 
     scores, passed, errors = {}, [], []
     for metric in task.metrics:
         try:
-            result = (_judge(metric, prediction, reference, judged) if metric.kind == "judge"
-                      else SCORERS[metric.kind](metric, prediction, reference))
+            extra = {"judged": judged} if metric.kind == "judge" else {}
+            result = SCORERS[metric.kind](metric, prediction, reference, **extra)
         except (Exception, MetricTimeout) as exc:  # noqa: BLE001 - a user's metric must not take the evaluation down
             errors.append(f"{metric.kind}: {type(exc).__name__}: {exc}"[:300])
             passed.append(False)
