@@ -96,6 +96,12 @@ def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.M
     judge = make_judge(contract.judge) if contract.judge and any(t.judged() for t in contract.tasks.values()) else None
     results, timings = {}, {}
     for key in compared:
+        if key == "champion" and "merged_model" in results and champion_info["weights_sha256"] == sha256_file(
+                store.path("merged_model", "weights")):  # the candidate is the release: same weights, same replies
+            results[key], timings[key] = results["merged_model"], 0.0
+            champion_info = {**champion_info, "same_weights_as": "merged_model"}
+            context.log.info("champion: the same weights as merged_model; its results are reused")
+            continue
         started = time.perf_counter()
         model = load_model(champion_dir) if key == "champion" else _load_compared(store, key)
         results[key] = ev.evaluate_model(model, tokenizer, inputs, contract.decoding, contract.tasks,

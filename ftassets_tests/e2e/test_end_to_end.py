@@ -200,6 +200,7 @@ def _the_release_is_the_next_champion(tmp_path, artifacts, instance):
                 selection=["eval_contract", "eval_report", "release_decision"], instance=instance)
     report = Catalog(artifacts).read_json("eval_report", "report")
     assert report["champion"]["release_name"] == released and len(report["champion"]["weights_sha256"]) == 64
+    assert report["champion"]["same_weights_as"] == "merged_model" and report["eval_seconds"]["champion"] == 0.0
     tested = {k: report["models"][k]["test"]["task_success"] for k in ("champion", "merged_model")}
     assert tested["champion"] == tested["merged_model"], tested
     assert "| champion |" in Catalog(artifacts).path("eval_report", "markdown").read_text()

@@ -1,0 +1,105 @@
+"""judge_calibration as an asset: the judge answers the graded blind review pairs, and the release decision
+may lean on its verdicts only when its kappa with the reviewers clears the contract's bar."""
+
+import json
+import random
+
+import dagster as dg
+
+from ftassets.defs.evaluation import judge_calibration
+from ftassets.defs.platform.resources import ArtifactStore
+from ftassets.lib.core import contract
+from ftassets.lib.core.catalog import Catalog
+from ftassets.lib.core.contract import Statistics, load_judge
+from ftassets.lib.core.files import sha256_file
+from ftassets.lib.evaluation import judge as judge_lib
+from ftassets.lib.evaluation.review import graded_file
+from ftassets_tests.conftest import DATA
+
+PROMPT = "Request: {prompt}\nReference: {reference}\nReply: {reply}\nIs the reply right? Answer yes or no."
+REPLIES = ["Restart the VPN client.", "I cannot help with that.", "Check the MTU on the gateway.", "No.",
+           "Escalate to the network on-call.", "Reinstall the operating system."]
+
+
+def _setup(tmp_path, tiny_model_dir, pairs: int = 24):
+    data, artifacts = tmp_path / "data", tmp_path / "artifacts"
+    (data / "governance").mkdir(parents=True)
+    (data / "governance/judge_prompt.txt").write_text(PROMPT)
+    spec = load_judge({"model": str(tiny_model_dir), "prompt": "governance/judge_prompt.txt", "min_pairs": 20,
+                       "tie_margin": 0.0}, "contract", data, sha256_file)
+    c = contract.load_contract(DATA / "governance/eval_contract.yaml").model_copy(
+        update={"judge": spec, "statistics": Statistics(resamples=2000)})
+    catalog, rng = Catalog(artifacts), random.Random(1)
+    catalog.write_text("eval_contract", "contract", c.model_dump_json())
+    test = [{"id": f"t{n:03d}", "messages": [{"role": "user", "content": f"Ticket {n}: the VPN drops."},
+                                             {"role": "assistant", "content": "Check the MTU on the gateway."}],
+             "meta": {"task": "platform_qa"}} for n in range(pairs)]
+    catalog.write_records("frozen_test_set", "test", test)
+    rows = [{"pair_id": f"pair-{n:03d}", "task": "platform_qa", "prompt": t["messages"][0]["content"],
+             "reply_a": rng.choice(REPLIES), "reply_b": rng.choice(REPLIES), "preferred": None, "comment": "",
+             "packet_id": "p1"} for n, t in enumerate(test, start=1)]
+    key = {"packet_id": "p1", "tuned_model": "merged_model", "blind": True,
+           "pairs": {r["pair_id"]: {"A": "merged_model", "B": "base_model", "item_id": f"t{n:03d}"}
+                     for n, r in enumerate(rows)}}
+    catalog.write_records("blind_review_packet", "packet", rows)
+    catalog.write_json("blind_review_packet", "key", key)
+    catalog.write_json("human_review", "review", {"status": "graded", "packet_id": "p1"})
+    judge = judge_lib.LocalJudge(spec)  # what the judge itself prefers: synthetic reviewers agree or not
+    scores = judge.scores([{"prompt": r["prompt"], "reply": r[s], "reference": "Check the MTU on the gateway."}
+                           for r in rows for s in ("reply_a", "reply_b")])
+    own = [judge_lib.preference(scores[2 * n], scores[2 * n + 1], 0.0) for n in range(len(rows))]
+    return data, artifacts, rows, own
+
+
+def _grade(data, rows, grades):
+    path = graded_file(data / "reviews", "p1")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({**r, "preferred": g}) + "\n" for r, g in zip(rows, grades)))
+
+
+def _calibrate(data, artifacts) -> dict:
+    result = dg.materialize([judge_calibration], resources={
+        "store": ArtifactStore(data_dir=str(data), artifacts_dir=str(artifacts))})
+    assert result.success
+    return Catalog(artifacts).read_json("judge_calibration", "calibration")
+
+
+def test_the_judge_is_calibrated_only_when_it_agrees_with_the_graded_review(tmp_path, tiny_model_dir):
+    data, artifacts, rows, own = _setup(tmp_path, tiny_model_dir)
+    assert {"A", "B"} <= set(own)
+    _grade(data, rows, [{"A": "B", "B": "A"}.get(g, g) for g in own])  # reviewers who disagree with it
+    disagrees = _calibrate(data, artifacts)
+    assert disagrees["status"] == "uncalibrated" and disagrees["kappa"] < 0 and disagrees["n"] == len(rows)
+    assert disagrees["judge"]["weights_sha256"] and len(disagrees["judge"]["prompt_sha256"]) == 64
+    _grade(data, rows, own)  # reviewers who graded as the judge does
+    agrees = _calibrate(data, artifacts)
+    assert agrees["status"] == "calibrated" and agrees["kappa"] == 1.0, agrees
+    _grade(data, rows[:10], own[:10])  # too few graded pairs to say anything
+    assert "10 graded pairs, judge.min_pairs is 20" in _calibrate(data, artifacts)["why"]
+
+
+def test_the_champion_is_the_last_release_read_from_its_own_bundle_or_a_stated_error(tmp_path):
+    from ftassets.defs.evaluation import champion
+    from ftassets.lib.core.catalog import file_name
+    from ftassets.lib.release import history
+
+    store = ArtifactStore(data_dir=str(tmp_path), artifacts_dir=str(tmp_path / "artifacts"))
+    assert champion(store) == (None, {"release_name": None, "reference": "base_model"})  # nothing released yet
+    folder = store.catalog.release_history()
+    for run, decision in (("run-aaaa1111", "release"), ("run-bbbb2222", "reject")):
+        history.write_evidence(folder, {"release_name": f"rel-{run}", "run_id": run, "decision": decision,
+                                        "decided_at": len(run) + (decision == "reject")})
+    _, info = champion(store)  # the reject after it is no champion; the release's bundle is missing
+    assert info["release_name"] == "rel-run-aaaa1111" and "serving bundle is missing" in info["error"]
+    bundle = store.artifact("serving_bundle")
+    (bundle / file_name("serving_bundle", "model")).mkdir(parents=True)
+    weights = store.path("serving_bundle", "model_weights")
+    weights.write_bytes(b"weights")
+    store.catalog.write_json("serving_bundle", "manifest", {"release_name": "rel-run-aaaa1111", "run_id": "run-cccc3333"})
+    store.catalog.write_json("serving_bundle", "files", {file_name("serving_bundle", "model_weights"): sha256_file(weights)})
+    assert "holds rel-run-aaaa1111 of run run-cccc, not run run-aaaa" in champion(store)[1]["error"]
+    store.catalog.write_json("serving_bundle", "manifest", {"release_name": "rel-run-aaaa1111", "run_id": "run-aaaa1111"})
+    path, info = champion(store)
+    assert path == store.path("serving_bundle", "model") and info["weights_sha256"] == sha256_file(weights)
+    weights.write_bytes(b"tampered")
+    assert "bundled weights changed since the release" in champion(store)[1]["error"]
