@@ -8,21 +8,22 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from ftassets.defs.platform import lineage
 from ftassets.defs.platform.metadata import review_table, upstream_versions
 from ftassets.defs.platform.resources import ArtifactStore
 from ftassets.lib.core.catalog import file_name
 from ftassets.lib.core.contract import EvalContract
 from ftassets.lib.core.files import sha256_file, sha256_json, write_jsonl_atomic
-from ftassets.lib.core.models import adapter_model, load_model, load_tokenizer
+from ftassets.lib.core.models import adapter_model, load_model, load_tokenizer, weights_sha256
 from ftassets.lib.core.plots import loss_curves_png, markdown_image
 from ftassets.lib.evaluation import evaluate as ev
 from ftassets.lib.evaluation import report as report_lib
 from ftassets.lib.evaluation import review, toxicity
 from ftassets.lib.evaluation import judge as judge_lib
 from ftassets.lib.evaluation.judge import make_judge
+from ftassets.lib.evaluation.replies_cache import RepliesCache
 from ftassets.lib.core.scoring import check_declared
 from ftassets.lib.curation.identifiers import safe
-from ftassets.lib.release import history
 
 GROUP = "evaluation"
 EVAL_INPUTS = ["base_model", "sft_adapter", "dpo_adapter", "merged_model", "frozen_test_set", "gold_set",
@@ -40,12 +41,12 @@ def _load_compared(store: ArtifactStore, key: str):
     return adapter_model(base, [str(store.artifact("sft_adapter")), str(store.artifact("dpo_adapter"))])
 
 
-def champion(store: ArtifactStore) -> tuple[Path | None, dict]:
+def champion(store: ArtifactStore, instance: dg.DagsterInstance) -> tuple[Path | None, dict]:
     """The released model a candidate is compared with: the model of the instance's last `release` decision,
     read from the serving bundle that decision built (its run id and weights hash must match). Before the
     first release: none (the gate compares with the base). A release whose bundle is gone or changed is an
     error the gate reports, never a silent fallback to the base."""
-    last = history.last_release(store.catalog.release_history())
+    last = lineage.last_release(instance)
     if last is None:
         return None, {"release_name": None, "reference": "base_model"}
     info = {"release_name": last["release_name"], "run_id": last.get("run_id"), "reference": "champion"}
@@ -62,6 +63,17 @@ def champion(store: ArtifactStore) -> tuple[Path | None, dict]:
     if digest is None or digest != recorded:
         return None, {**info, "error": f"the bundled weights changed since the release ({weights})"}
     return store.path("serving_bundle", "model"), {**info, "weights_sha256": digest}
+
+
+def _model_id(store: ArtifactStore, key: str) -> str:
+    """What a compared model's replies depend on: its weights, or the base's and each adapter's in order."""
+    base = f"base:{weights_sha256(store.artifact('base_model'))}"
+    if key == "base_model":
+        return base
+    if key == "merged_model":
+        return f"merged:{sha256_file(store.path('merged_model', 'weights'))}"
+    stack = ["sft_adapter"] + (["dpo_adapter"] if key == "dpo_adapter" else [])
+    return ";".join([base] + [f"{a}:{sha256_file(store.path(a, 'adapter_weights'))}" for a in stack])
 
 
 def _eval_inputs(store: ArtifactStore, contract: EvalContract) -> ev.EvalInputs:
@@ -91,9 +103,10 @@ def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.M
                   for r in store.records("data_splits", split)}
     check_declared(contract.tasks, {r["meta"]["task"] for r in inputs.test_records}, inputs.gold, data_tasks)
     tokenizer = load_tokenizer(store.artifact("base_model"))
-    champion_dir, champion_info = champion(store)
+    champion_dir, champion_info = champion(store, context.instance)
     compared = list(contract.models) + (["champion"] if champion_dir else [])
     judge = make_judge(contract.judge) if contract.judge and any(t.judged() for t in contract.tasks.values()) else None
+    cache = RepliesCache(store.catalog.generation_cache())
     results, timings = {}, {}
     for key in compared:
         if key == "champion" and "merged_model" in results and champion_info["weights_sha256"] == sha256_file(
@@ -104,11 +117,14 @@ def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.M
             continue
         started = time.perf_counter()
         model = load_model(champion_dir) if key == "champion" else _load_compared(store, key)
+        # the bundle's weights are the released merged model's: a champion evaluated as a candidate is cached
+        model_id = f"merged:{champion_info['weights_sha256']}" if key == "champion" else _model_id(store, key)
         results[key] = ev.evaluate_model(model, tokenizer, inputs, contract.decoding, contract.tasks,
-                                          contract.task_success_average, judge)
+                                          contract.task_success_average, judge, cache, model_id)
         timings[key] = round(time.perf_counter() - started, 1)
         context.log.info(f"evaluated {key}: task_success={results[key]['test']['task_success']} "
-                         f"gold={results[key]['gold']['pass_rate']} in {timings[key]}s")
+                         f"gold={results[key]['gold']['pass_rate']} in {timings[key]}s"
+                         + (" (replies from the cache)" if results[key]["replies_cached"] else ""))
     tuned = contract.tuned_model
     report = {"models": results, "tuned_model": tuned, "test_items": len(inputs.test_records),
               "gold_items": len(inputs.gold), "redteam_items": len(inputs.redteam),
@@ -140,6 +156,7 @@ def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.M
         "forgetting": dg.MetadataValue.json({k: {b: d["drop_points"] for b, d in v.items()}
                                              for k, v in report["forgetting"].items()}),
         "eval_seconds": dg.MetadataValue.json(timings),
+        "replies_cached": dg.MetadataValue.json({k: v.get("replies_cached", False) for k, v in results.items()}),
         "json_path": dg.MetadataValue.path(str(json_path)), "markdown_path": dg.MetadataValue.path(str(md_path))},
         data_version=dg.DataVersion(sha256_file(json_path)[:32]))
 

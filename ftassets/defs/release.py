@@ -80,11 +80,11 @@ def sweep_section(store: ArtifactStore, sft_config: dict) -> dict | None:
             "inputs_unchanged_since_sweep": {k: sweep["inputs"].get(k) == v for k, v in current.items()}}
 
 
-def current_champion(store: ArtifactStore, report: dict) -> dict:
+def current_champion(store: ArtifactStore, instance: dg.DagsterInstance, report: dict) -> dict:
     """The report, its champion marked stale when another model was released after it was evaluated (the
     candidate compared with an older champion is no comparison at all), unless the release since is this
     very candidate (its merged weights are the bundle's)."""
-    _, now = champion(store)
+    _, now = champion(store, instance)
     evaluated = report.get("champion") or {}
     if now.get("run_id") == evaluated.get("run_id"):
         return report
@@ -125,7 +125,7 @@ def _evaluation_section(report: dict, tuned_key: str) -> dict:
 def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore,
                      tracking: ExperimentTracking) -> dg.MaterializeResult:
     contract = store.contract()
-    report = current_champion(store, store.read_json("eval_report", "report"))
+    report = current_champion(store, context.instance, store.read_json("eval_report", "report"))
     review = store.read_json("human_review", "review")
     calibration = store.read_json("judge_calibration", "calibration")
     gate = evaluate_gate(contract, report, review, calibration)

@@ -78,28 +78,27 @@ def test_the_judge_is_calibrated_only_when_it_agrees_with_the_graded_review(tmp_
     assert "10 graded pairs, judge.min_pairs is 20" in _calibrate(data, artifacts)["why"]
 
 
-def test_the_champion_is_the_last_release_read_from_its_own_bundle_or_a_stated_error(tmp_path):
+def test_the_champion_is_the_instance_s_last_release_read_from_its_own_bundle_or_a_stated_error(tmp_path):
     from ftassets.defs.evaluation import champion
     from ftassets.lib.core.catalog import file_name
-    from ftassets.lib.release import history
 
     store = ArtifactStore(data_dir=str(tmp_path), artifacts_dir=str(tmp_path / "artifacts"))
-    assert champion(store) == (None, {"release_name": None, "reference": "base_model"})  # nothing released yet
-    folder = store.catalog.release_history()
-    for run, decision in (("run-aaaa1111", "release"), ("run-bbbb2222", "reject")):
-        history.write_evidence(folder, {"release_name": f"rel-{run}", "run_id": run, "decision": decision,
-                                        "decided_at": len(run) + (decision == "reject")})
-    _, info = champion(store)  # the reject after it is no champion; the release's bundle is missing
-    assert info["release_name"] == "rel-run-aaaa1111" and "serving bundle is missing" in info["error"]
-    bundle = store.artifact("serving_bundle")
-    (bundle / file_name("serving_bundle", "model")).mkdir(parents=True)
+    instance = dg.DagsterInstance.ephemeral()
+    assert champion(store, instance) == (None, {"release_name": None, "reference": "base_model"})  # none released
+    for name, decision in (("rel-1", "release"), ("rel-2", "reject")):  # reported as runs do, newest last
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            "release_decision", metadata={"decision": decision, "release_name": name}))
+    _, info = champion(store, instance)  # the reject after it is no champion; the release's bundle is missing
+    assert info["release_name"] == "rel-1" and "serving bundle is missing" in info["error"]
+    (store.artifact("serving_bundle") / file_name("serving_bundle", "model")).mkdir(parents=True)
     weights = store.path("serving_bundle", "model_weights")
     weights.write_bytes(b"weights")
-    store.catalog.write_json("serving_bundle", "manifest", {"release_name": "rel-run-aaaa1111", "run_id": "run-cccc3333"})
     store.catalog.write_json("serving_bundle", "files", {file_name("serving_bundle", "model_weights"): sha256_file(weights)})
-    assert "holds rel-run-aaaa1111 of run run-cccc, not run run-aaaa" in champion(store)[1]["error"]
-    store.catalog.write_json("serving_bundle", "manifest", {"release_name": "rel-run-aaaa1111", "run_id": "run-aaaa1111"})
-    path, info = champion(store)
+    store.catalog.write_json("serving_bundle", "manifest", {"release_name": "rel-0", "run_id": "run-cccc3333"})
+    assert "the serving bundle holds rel-0 of run run-cccc" in champion(store, instance)[1]["error"]
+    release_run = instance.fetch_materializations(dg.AssetKey("release_decision"), limit=2).records[1].run_id
+    store.catalog.write_json("serving_bundle", "manifest", {"release_name": "rel-1", "run_id": release_run})
+    path, info = champion(store, instance)
     assert path == store.path("serving_bundle", "model") and info["weights_sha256"] == sha256_file(weights)
     weights.write_bytes(b"tampered")
-    assert "bundled weights changed since the release" in champion(store)[1]["error"]
+    assert "bundled weights changed since the release" in champion(store, instance)[1]["error"]

@@ -201,6 +201,8 @@ def _the_release_is_the_next_champion(tmp_path, artifacts, instance):
     report = Catalog(artifacts).read_json("eval_report", "report")
     assert report["champion"]["release_name"] == released and len(report["champion"]["weights_sha256"]) == 64
     assert report["champion"]["same_weights_as"] == "merged_model" and report["eval_seconds"]["champion"] == 0.0
+    # the same models on the same prompts under the same decoding: every reply came from the cache
+    assert all(report["models"][k]["replies_cached"] for k in ("base_model", "dpo_adapter", "merged_model"))
     tested = {k: report["models"][k]["test"]["task_success"] for k in ("champion", "merged_model")}
     assert tested["champion"] == tested["merged_model"], tested
     assert "| champion |" in Catalog(artifacts).path("eval_report", "markdown").read_text()

@@ -183,6 +183,11 @@ def releases(instance: dg.DagsterInstance, limit: int = 1000) -> list:
     return list(instance.fetch_materializations(dg.AssetKey(RELEASE_ASSET), limit=limit).records)
 
 
+def last_release(instance: dg.DagsterInstance) -> dict | None:
+    """The newest release_decision materialization that released: the champion a candidate is held against."""
+    return next((s for s in map(release_summary, releases(instance)) if s["decision"] == "release"), None)
+
+
 def release_summary(record) -> dict:
     meta = {k: v.value for k, v in (record.asset_materialization.metadata or {}).items()}
     return {"release_name": meta.get("release_name"), "decision": meta.get("decision"), "run_id": record.run_id,

@@ -58,6 +58,7 @@ FILES: dict[str, dict[str, str]] = {
 # so a killed run can resume).
 INCIDENTS, CHECKPOINTS = "incidents", ".checkpoints"
 RELEASE_HISTORY = "release_history"  # one evidence file per release decision (lib/release/history.py)
+GENERATION_CACHE = ".generation_cache"  # replies per (model, prompts, decoding) (lib/evaluation/replies_cache.py)
 CHECKPOINT_FINGERPRINT = "fingerprint.json"
 
 
@@ -94,6 +95,9 @@ class Catalog:
 
     def release_history(self) -> Path:
         return self.root / RELEASE_HISTORY
+
+    def generation_cache(self) -> Path:
+        return self.root / GENERATION_CACHE
 
     def incident(self, run_id: str) -> Path:
         return self.root / INCIDENTS / f"{run_id}.json"

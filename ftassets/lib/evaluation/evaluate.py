@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from ftassets.lib.core.generation import generate_by_task
 from ftassets.lib.core.tasks import TaskSpec
-from ftassets.lib.evaluation import forgetting, toxicity
+from ftassets.lib.evaluation import forgetting, replies_cache, toxicity
+from ftassets.lib.evaluation.replies_cache import RepliesCache
 from ftassets.lib.core.metrics import aggregate_task_scores, is_refusal
 from ftassets.lib.evaluation.perplexity import perplexity
 from ftassets.lib.core.scoring import gold_item_passes, schema_tasks, score_item, task_details
@@ -37,16 +38,25 @@ class EvalInputs:
 
 
 def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict, tasks: dict[str, TaskSpec],
-                   average: str = "items", judge=None) -> dict:
+                   average: str = "items", judge=None, cache: RepliesCache | None = None,
+                   model_id: str | None = None) -> dict:
     """Task metrics, gold rules, safety (refusal, over-refusal, toxicity), perplexity on the
     assistant turns, and forgetting benchmarks, for one model; `average`: how the overall task
     success weighs the tasks (the contract's task_success_average); `judge` (lib/evaluation/judge.py)
-    scores the replies of tasks with a judge metric."""
+    scores the replies of tasks with a judge metric; with a `cache` and the model's `model_id` (its weights
+    hashes) the replies come from the cache when the same model already answered the same prompts."""
     test = inputs.test
     prompts = ([{"task": t["task"], "prompt": t["prompt"]} for t in test]
                + [{"task": g["task"], "prompt": g["messages"]} for g in inputs.gold]
                + [{"task": "redteam", "prompt": r["messages"]} for r in inputs.redteam])
-    generated = generate_by_task(model, tokenizer, prompts, decoding)  # one batched pass for all
+    def fresh() -> list[str]:
+        return generate_by_task(model, tokenizer, prompts, decoding)  # one batched pass for all
+
+    if cache is not None and model_id:
+        entry = replies_cache.key(model_id, tokenizer.chat_template or "", prompts, decoding)
+        generated, cached = cache.replies(entry, len(prompts), fresh)
+    else:
+        generated, cached = fresh(), False
     replies = generated[:len(test)]
     gold_replies = generated[len(test):len(test) + len(inputs.gold)]
     rt_replies = generated[len(test) + len(inputs.gold):]
@@ -76,7 +86,7 @@ def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict, tasks: 
                    "toxicity_max": toxic["max_score"]},
         "perplexity": {name: perplexity(model, tokenizer, records) for name, records in inputs.perplexity_sets.items()},
         "forgetting": forgetting.evaluate(model, tokenizer, inputs.benchmarks, inputs.benchmark_limit),
-        "items": scored, "gold_items": gold_rows,
+        "items": scored, "gold_items": gold_rows, "replies_cached": cached,
         "redteam_items": [{"id": r["id"], "expect": r["expect"], "refused": is_refusal(x), "reply": x,
                            "toxicity": score, "toxic": score >= toxicity.TOXIC_AT}
                           for r, x, score in zip(inputs.redteam, rt_replies, toxicity.scores(rt_replies))],

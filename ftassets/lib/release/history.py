@@ -78,12 +78,6 @@ def releases(folder: Path) -> list[dict]:
     return sorted(found, key=lambda e: e.get("decided_at") or 0)
 
 
-def last_release(folder: Path) -> dict | None:
-    """The evidence of the latest decision that released (the champion a candidate must not fall behind)."""
-    released = [e for e in releases(folder) if e["decision"] == "release"]
-    return released[-1] if released else None
-
-
 def resolve(folder: Path, name: str) -> dict:
     """A release decision by release name (its latest decision), by run id (8 characters or more), or
     `latest` / `previous` (by decision time)."""
