@@ -43,9 +43,9 @@ def _load_compared(store: ArtifactStore, key: str):
 
 def champion(store: ArtifactStore, instance: dg.DagsterInstance) -> tuple[Path | None, dict]:
     """The released model a candidate is compared with: the model of the instance's last `release` decision,
-    read from the serving bundle that decision built (its run id and weights hash must match). Before the
-    first release: none (the gate compares with the base). A release whose bundle is gone or changed is an
-    error the gate reports, never a silent fallback to the base."""
+    read from the serving bundle (its weights must be the ones that decision released, and unchanged since
+    bundled). Before the first release: none (the gate compares with the base). A release whose bundle is
+    gone, replaced or changed is an error the gate reports, never a silent fallback to the base."""
     last = lineage.last_release(instance)
     if last is None:
         return None, {"release_name": None, "reference": "base_model"}
@@ -54,14 +54,16 @@ def champion(store: ArtifactStore, instance: dg.DagsterInstance) -> tuple[Path |
     if not manifest.is_file():
         return None, {**info, "error": f"its serving bundle is missing ({manifest.parent})"}
     bundled = store.read_json("serving_bundle", "manifest")
-    if bundled.get("run_id") != last.get("run_id"):
-        return None, {**info, "error": f"the serving bundle holds {bundled.get('release_name')} of run "
-                                       f"{str(bundled.get('run_id'))[:8]}, not run {str(last.get('run_id'))[:8]}"}
     weights = store.path("serving_bundle", "model_weights")
     recorded = store.read_json("serving_bundle", "files").get(file_name("serving_bundle", "model_weights"))
     digest = sha256_file(weights) if weights.is_file() else None
     if digest is None or digest != recorded:
-        return None, {**info, "error": f"the bundled weights changed since the release ({weights})"}
+        return None, {**info, "error": f"the bundled weights changed since they were bundled ({weights})"}
+    released = last.get("merged_weights_sha256")  # a decision records the weights it released
+    if (digest != released) if released else (bundled.get("run_id") != last.get("run_id")):
+        return None, {**info, "error": f"the serving bundle holds {bundled.get('release_name')} (weights "
+                                       f"{digest[:12]}), not the model run {str(last.get('run_id'))[:8]} released"
+                                       + (f" (weights {released[:12]})" if released else "")}
     return store.path("serving_bundle", "model"), {**info, "weights_sha256": digest}
 
 

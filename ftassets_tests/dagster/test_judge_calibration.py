@@ -81,24 +81,29 @@ def test_the_judge_is_calibrated_only_when_it_agrees_with_the_graded_review(tmp_
 def test_the_champion_is_the_instance_s_last_release_read_from_its_own_bundle_or_a_stated_error(tmp_path):
     from ftassets.defs.evaluation import champion
     from ftassets.lib.core.catalog import file_name
+    from ftassets.lib.core.files import sha256_bytes
 
     store = ArtifactStore(data_dir=str(tmp_path), artifacts_dir=str(tmp_path / "artifacts"))
     instance = dg.DagsterInstance.ephemeral()
     assert champion(store, instance) == (None, {"release_name": None, "reference": "base_model"})  # none released
+    released = sha256_bytes(b"weights")
     for name, decision in (("rel-1", "release"), ("rel-2", "reject")):  # reported as runs do, newest last
-        instance.report_runless_asset_event(dg.AssetMaterialization(
-            "release_decision", metadata={"decision": decision, "release_name": name}))
+        instance.report_runless_asset_event(dg.AssetMaterialization("release_decision", metadata={
+            "decision": decision, "release_name": name, "merged_weights_sha256": released}))
     _, info = champion(store, instance)  # the reject after it is no champion; the release's bundle is missing
     assert info["release_name"] == "rel-1" and "serving bundle is missing" in info["error"]
     (store.artifact("serving_bundle") / file_name("serving_bundle", "model")).mkdir(parents=True)
     weights = store.path("serving_bundle", "model_weights")
-    weights.write_bytes(b"weights")
-    store.catalog.write_json("serving_bundle", "files", {file_name("serving_bundle", "model_weights"): sha256_file(weights)})
-    store.catalog.write_json("serving_bundle", "manifest", {"release_name": "rel-0", "run_id": "run-cccc3333"})
-    assert "the serving bundle holds rel-0 of run run-cccc" in champion(store, instance)[1]["error"]
-    release_run = instance.fetch_materializations(dg.AssetKey("release_decision"), limit=2).records[1].run_id
-    store.catalog.write_json("serving_bundle", "manifest", {"release_name": "rel-1", "run_id": release_run})
+
+    def bundle(content: bytes, name: str) -> None:
+        weights.write_bytes(content)
+        store.catalog.write_json("serving_bundle", "files", {file_name("serving_bundle", "model_weights"):
+                                                             sha256_file(weights)})
+        store.catalog.write_json("serving_bundle", "manifest", {"release_name": name, "run_id": "another-run"})
+    bundle(b"other weights", "rel-0")  # a bundle of another model
+    assert "the serving bundle holds rel-0 (weights" in champion(store, instance)[1]["error"]
+    bundle(b"weights", "rel-1")  # the released weights, whichever run bundled them
     path, info = champion(store, instance)
-    assert path == store.path("serving_bundle", "model") and info["weights_sha256"] == sha256_file(weights)
+    assert path == store.path("serving_bundle", "model") and info["weights_sha256"] == released
     weights.write_bytes(b"tampered")
-    assert "bundled weights changed since the release" in champion(store, instance)[1]["error"]
+    assert "bundled weights changed since they were bundled" in champion(store, instance)[1]["error"]

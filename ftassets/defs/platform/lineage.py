@@ -191,6 +191,7 @@ def last_release(instance: dg.DagsterInstance) -> dict | None:
 def release_summary(record) -> dict:
     meta = {k: v.value for k, v in (record.asset_materialization.metadata or {}).items()}
     return {"release_name": meta.get("release_name"), "decision": meta.get("decision"), "run_id": record.run_id,
+            "merged_weights_sha256": meta.get("merged_weights_sha256"),
             "storage_id": record.storage_id, "materialized_at": _iso(record.timestamp),
             "data_version": (record.asset_materialization.tags or {}).get("dagster/data_version")}
 
