@@ -121,7 +121,8 @@ def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.M
         model = load_model(champion_dir) if key == "champion" else _load_compared(store, key)
         # the bundle's weights are the released merged model's: a champion evaluated as a candidate is cached
         model_id = f"merged:{champion_info['weights_sha256']}" if key == "champion" else _model_id(store, key)
-        results[key] = ev.evaluate_model(model, tokenizer, inputs, contract.decoding, contract.tasks,
+        own = load_tokenizer(champion_dir) if key == "champion" else tokenizer  # a release keeps its tokenizer
+        results[key] = ev.evaluate_model(model, own, inputs, contract.decoding, contract.tasks,
                                           contract.task_success_average, judge, cache, model_id)
         timings[key] = round(time.perf_counter() - started, 1)
         context.log.info(f"evaluated {key}: task_success={results[key]['test']['task_success']} "
@@ -268,7 +269,7 @@ def calibrate(store: ArtifactStore, contract: EvalContract) -> dict:
     spec = contract.judge
     if spec is None:
         return {"status": "no judge"}
-    judge_id = {**spec.identity, "prompt_sha256": spec.prompt_sha256, "min_kappa": spec.min_kappa}
+    judge_id = spec.calibrated_as()
     graded_review = store.read_json("human_review", "review")
     if graded_review["status"] != "graded":
         return {"status": "uncalibrated", "why": "no graded blind review yet", "judge": judge_id}
@@ -280,4 +281,7 @@ def calibrate(store: ArtifactStore, contract: EvalContract) -> dict:
     references = {r["id"]: r["messages"][-1]["content"] for r in store.records("frozen_test_set", "test")}
     pairs = [{**r, "reference": references.get(key["pairs"][r["pair_id"]]["item_id"], "")}
              for r in store.records("blind_review_packet", "packet") if r["pair_id"] in grades]
-    return {**judge_lib.calibration(make_judge(spec), spec, contract.statistics, pairs, grades), "judge": judge_id}
+    bars = {name: next(m.min for m in task.metrics if m.kind == "judge")
+            for name, task in contract.tasks.items() if task.judged()}
+    return {**judge_lib.calibration(make_judge(spec), spec, contract.statistics, pairs, grades, bars),
+            "judge": judge_id}

@@ -127,7 +127,8 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore,
     contract = store.contract()
     report = current_champion(store, context.instance, store.read_json("eval_report", "report"))
     review = store.read_json("human_review", "review")
-    calibration = store.read_json("judge_calibration", "calibration")
+    calibration = (store.read_json("judge_calibration", "calibration")
+                   if store.path("judge_calibration", "calibration").is_file() else None)
     gate = evaluate_gate(contract, report, review, calibration)
     tuned = contract.tuned_model
     instance = context.instance
@@ -149,7 +150,7 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore,
         "data": _data_section(chain, store), "training": _training_section(store),
         "settings_sweep": sweep_section(store, store.read_json("sft_adapter", "summary")["config"]),
         "evaluation": _evaluation_section(report, tuned), "human_review": review,
-        "judge": {**calibration, "used_by": sorted(n for n, t in contract.tasks.items() if t.judged())},
+        "judge": {**(calibration or {"status": "judge_calibration not materialized"}), "used_by": sorted(n for n, t in contract.tasks.items() if t.judged())},
         "known_failure_modes": _failure_modes(report, tuned),
         "checks": lin.chain_checks(chain), "lineage": trail, "run_id": context.run_id,
         "reproduce": {"command": "make run  (or: ftassets run --config <run config below>)",

@@ -12,6 +12,7 @@ from ftassets.lib.core import contract
 from ftassets.lib.core.catalog import Catalog
 from ftassets.lib.core.contract import Statistics, load_judge
 from ftassets.lib.core.files import sha256_file
+from ftassets.lib.core.tasks import Judge, TaskSpec
 from ftassets.lib.evaluation import judge as judge_lib
 from ftassets.lib.evaluation.review import graded_file
 from ftassets_tests.conftest import DATA
@@ -25,10 +26,11 @@ def _setup(tmp_path, tiny_model_dir, pairs: int = 24):
     data, artifacts = tmp_path / "data", tmp_path / "artifacts"
     (data / "governance").mkdir(parents=True)
     (data / "governance/judge_prompt.txt").write_text(PROMPT)
-    spec = load_judge({"model": str(tiny_model_dir), "prompt": "governance/judge_prompt.txt", "min_pairs": 20,
-                       "tie_margin": 0.0}, "contract", data, sha256_file)
-    c = contract.load_contract(DATA / "governance/eval_contract.yaml").model_copy(
-        update={"judge": spec, "statistics": Statistics(resamples=2000)})
+    spec = load_judge({"model": str(tiny_model_dir), "prompt": "governance/judge_prompt.txt", "min_pairs": 20},
+                      "contract", data, sha256_file)
+    c = contract.load_contract(DATA / "governance/eval_contract.yaml")
+    tasks = {**c.tasks, "platform_qa": TaskSpec(metrics=[Judge(kind="judge", min=0.5)])}
+    c = c.model_copy(update={"judge": spec, "statistics": Statistics(resamples=2000), "tasks": tasks})
     catalog, rng = Catalog(artifacts), random.Random(1)
     catalog.write_text("eval_contract", "contract", c.model_dump_json())
     test = [{"id": f"t{n:03d}", "messages": [{"role": "user", "content": f"Ticket {n}: the VPN drops."},
@@ -47,7 +49,10 @@ def _setup(tmp_path, tiny_model_dir, pairs: int = 24):
     judge = judge_lib.LocalJudge(spec)  # what the judge itself prefers: synthetic reviewers agree or not
     scores = judge.scores([{"prompt": r["prompt"], "reply": r[s], "reference": "Check the MTU on the gateway."}
                            for r in rows for s in ("reply_a", "reply_b")])
-    own = [judge_lib.preference(scores[2 * n], scores[2 * n + 1], 0.0) for n in range(len(rows))]
+    bar = sorted(scores)[len(scores) // 2]  # the judge metric's `min`: the median, so it passes some and fails some
+    tasks = {**c.tasks, "platform_qa": TaskSpec(metrics=[Judge(kind="judge", min=bar)])}
+    catalog.write_text("eval_contract", "contract", c.model_copy(update={"tasks": tasks}).model_dump_json())
+    own = [judge_lib.preference(scores[2 * n], scores[2 * n + 1], bar) for n in range(len(rows))]
     return data, artifacts, rows, own
 
 
@@ -69,7 +74,7 @@ def test_the_judge_is_calibrated_only_when_it_agrees_with_the_graded_review(tmp_
     assert {"A", "B"} <= set(own)
     _grade(data, rows, [{"A": "B", "B": "A"}.get(g, g) for g in own])  # reviewers who disagree with it
     disagrees = _calibrate(data, artifacts)
-    assert disagrees["status"] == "uncalibrated" and disagrees["kappa"] < 0 and disagrees["n"] == len(rows)
+    assert disagrees["status"] == "uncalibrated" and disagrees["kappa"] < 0.6 and disagrees["n"] == len(rows)
     assert disagrees["judge"]["weights_sha256"] and len(disagrees["judge"]["prompt_sha256"]) == 64
     _grade(data, rows, own)  # reviewers who graded as the judge does
     agrees = _calibrate(data, artifacts)

@@ -134,3 +134,15 @@ def test_intervals_shrink_with_items_and_review_size_follows_the_margin():
     assert stats.review_size(0.15, 0.95, 0.8) == 88 and stats.review_size(0.3, 0.95, 0.8) == 22
     with pytest.raises(ValueError, match="same items"):
         stats.difference([1, 0], [1], None, 0.95, 2000, 0)
+
+
+def test_few_items_never_give_a_collapsed_interval_and_margins_of_zero_are_flagged():
+    three = stats.difference([1, 1, 1], [0, 0, 0], None, 0.95, 2000, 0)  # the bootstrap alone says [1, 1]
+    assert three.low < 0 < three.high and "McNemar" in three.method
+    gate = evaluate_gate(_contract({}, "tuned_beats_base_on_task_success"), _report(_model([0] * 3), _model([1] * 3)))
+    assert gate["decision"] == "reject"  # 3 of 3 won shows nothing
+    flagged = stats.power("non_inferiority", 51, 0.0, 0.95, 0.8, 0.447)
+    assert flagged.underpowered and "passes only when no item differs" in flagged.why
+    assert not stats.power("superiority", 51, 0.0, 0.95, 0.8, 0.447).underpowered
+    two_sided = stats.power("equivalence", 51, 0.06, 0.95, 0.8, 0.02 ** 0.5)
+    assert two_sided.underpowered and two_sided.mde == pytest.approx(0.0642, abs=1e-4) and two_sided.items_needed == 59

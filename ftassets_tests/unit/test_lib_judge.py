@@ -94,24 +94,30 @@ def test_an_endpoint_judge_reads_the_first_word_over_loopback(tmp_path, monkeypa
 
 
 def test_calibration_on_synthetic_grades_agrees_or_not(tmp_path, tiny_model_dir):
-    spec = _spec(tmp_path, model=str(tiny_model_dir), tie_margin=0.0, min_pairs=20)
+    spec = _spec(tmp_path, model=str(tiny_model_dir), min_pairs=20)
     judge = judge_lib.LocalJudge(spec)
     rng = random.Random(0)
-    pairs = [{"pair_id": f"pair-{n:03d}", "prompt": f"Ticket {n}: the VPN drops every {n} minutes.",
+    pairs = [{"pair_id": f"pair-{n:03d}", "task": "qa", "prompt": f"Ticket {n}: the VPN drops every {n} minutes.",
               "reply_a": rng.choice(["Restart the client.", "I cannot help.", "Check the MTU and the gateway."]),
               "reply_b": rng.choice(["Reinstall it.", "Escalate to network on-call.", "No."]), "reference": "MTU"}
              for n in range(30)]
-    scores = judge.scores([{"prompt": p["prompt"], "reply": p[s]} for p in pairs for s in ("reply_a", "reply_b")])
-    own = {p["pair_id"]: judge_lib.preference(scores[2 * n], scores[2 * n + 1], 0.0) for n, p in enumerate(pairs)}
-    assert len(set(own.values())) > 1  # the judge prefers A on some pairs and B on others
+    scores = judge.scores([{"prompt": p["prompt"], "reply": p[s], "reference": "MTU"} for p in pairs
+                           for s in ("reply_a", "reply_b")])
+    bars = {"qa": sorted(scores)[len(scores) // 2]}  # the task's judge `min`: here the median, so it splits
+    own = {p["pair_id"]: judge_lib.preference(scores[2 * n], scores[2 * n + 1], bars["qa"]) for n, p in enumerate(pairs)}
+    assert {"A", "B"} <= set(own.values())  # the judge passes A over B on some pairs and B over A on others
     statistics = Statistics(resamples=2000)
-    agrees = judge_lib.calibration(judge, spec, statistics, pairs, own)  # people who graded as the judge did
+    agrees = judge_lib.calibration(judge, spec, statistics, pairs, own, bars)  # people who graded as it did
     assert agrees["status"] == "calibrated" and agrees["kappa"] == 1.0 and agrees["n"] == 30
     flipped = {k: {"A": "B", "B": "A"}.get(v, v) for k, v in own.items()}
-    disagrees = judge_lib.calibration(judge, spec, statistics, pairs, flipped)
-    assert disagrees["status"] == "uncalibrated" and disagrees["kappa"] < 0 and "does not reach the bar 0.6" in disagrees["why"]
-    few = judge_lib.calibration(judge, spec, statistics, pairs[:10], own)
+    disagrees = judge_lib.calibration(judge, spec, statistics, pairs, flipped, bars)
+    assert disagrees["status"] == "uncalibrated" and disagrees["kappa"] < 0.6 and "does not reach the bar 0.6" in disagrees["why"]
+    few = judge_lib.calibration(judge, spec, statistics, pairs[:10], own, bars)
     assert few["status"] == "uncalibrated" and "fewer than judge.min_pairs 20" in few["why"]
+    # a judge that passes every reply calls every pair a tie: no agreement with people who preferred one
+    lenient = judge_lib.calibration(judge, spec, statistics, pairs, own, {"qa": 0.0})
+    assert lenient["status"] == "uncalibrated" and lenient["confusion"]["A->tie"] > 0
+    assert judge_lib.calibration(judge, spec, statistics, pairs, own, {"other": 0.5})["n"] == 0  # only judged tasks
 
 
 def _judged_report(judge_says_yes: bool):
@@ -125,13 +131,22 @@ def test_an_uncalibrated_judge_can_neither_pass_nor_block_and_a_calibrated_one_d
         "tasks": {"platform_qa": TaskSpec(metrics=[Judge(kind="judge")])}, "thresholds": {"task_success_min": 0.5},
         "release_rule": "thresholds_only", "champion": Champion(), "statistics": Statistics(resamples=2000),
         "judge": _spec(tmp_path, model=str(tiny_model_dir))})
-    uncalibrated = {"status": "uncalibrated", "why": "kappa 0.2 [-0.1, 0.5] does not reach the bar 0.6 on 32 pairs"}
+    of = c.judge.calibrated_as()
+    uncalibrated = {"status": "uncalibrated", "why": "kappa 0.2 [-0.1, 0.5] does not reach the bar 0.6 on 32 pairs",
+                    "judge": of}
     for says in (True, False):  # whatever the judge said, the rule that reads it fails for the same reason
         gate = evaluate_gate(c, _judged_report(says), None, uncalibrated)
         assert gate["decision"] == "reject" and "judge uncalibrated (kappa 0.2" in gate["reasons"][0]
-    calibrated = {"status": "calibrated", "why": "kappa 0.8 [0.65, 0.95] reaches the bar 0.6 on 32 pairs"}
+    calibrated = {"status": "calibrated", "why": "kappa 0.8 [0.65, 0.95] reaches the bar 0.6 on 32 pairs", "judge": of}
     assert evaluate_gate(c, _judged_report(True), None, calibrated)["decision"] == "release"
     assert evaluate_gate(c, _judged_report(False), None, calibrated)["decision"] == "reject"
+    # a calibration of another judge (or prompt, or bar) unlocks nothing
+    other = {**calibrated, "judge": {**of, "prompt_sha256": "0" * 64}}
+    assert "calibration is of another judge" in evaluate_gate(c, _judged_report(True), None, other)["reasons"][0]
+    # a reply the judge gave no verdict on fails the judged rules, whichever model it was
+    silent = _judged_report(True)
+    silent["models"]["base_model"]["judge_missing"] = 3
+    assert "no verdict on 3 replies of base_model" in evaluate_gate(c, silent, None, calibrated)["reasons"][0]
     # a contract without judged tasks never asks for a calibration
     plain = c.model_copy(update={"tasks": {"platform_qa": TaskSpec(metrics=[{"kind": "exact_match"}])}})
     assert evaluate_gate(plain, _judged_report(True), None, None)["decision"] == "release"

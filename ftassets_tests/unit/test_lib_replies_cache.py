@@ -9,17 +9,17 @@ POLICY = {"default": {"max_new_tokens": 32, "temperature": 0.0}, "summary": {"te
 
 
 def test_the_key_changes_with_anything_the_replies_depend_on():
-    base = replies_cache.key("merged:abc", "{{ messages }}", PROMPTS, POLICY)
-    assert base == replies_cache.key("merged:abc", "{{ messages }}", [dict(p) for p in PROMPTS], dict(POLICY))
-    changed = [replies_cache.key("merged:abd", "{{ messages }}", PROMPTS, POLICY),
-               replies_cache.key("merged:abc", "{{ other }}", PROMPTS, POLICY),
-               replies_cache.key("merged:abc", "{{ messages }}", PROMPTS[:1], POLICY),
-               replies_cache.key("merged:abc", "{{ messages }}", [PROMPTS[1], PROMPTS[0]], POLICY),
-               replies_cache.key("merged:abc", "{{ messages }}", PROMPTS, {**POLICY, "summary": {"temperature": 0.3}}),
-               replies_cache.key("merged:abc", "{{ messages }}", PROMPTS, {**POLICY, "qa": {"max_new_tokens": 8}})]
+    base = replies_cache.key("merged:abc", {"chat_template": "{{ messages }}"}, PROMPTS, POLICY)
+    assert base == replies_cache.key("merged:abc", {"chat_template": "{{ messages }}"}, [dict(p) for p in PROMPTS], dict(POLICY))
+    changed = [replies_cache.key("merged:abd", {"chat_template": "{{ messages }}"}, PROMPTS, POLICY),
+               replies_cache.key("merged:abc", {"chat_template": "{{ other }}"}, PROMPTS, POLICY),
+               replies_cache.key("merged:abc", {"chat_template": "{{ messages }}"}, PROMPTS[:1], POLICY),
+               replies_cache.key("merged:abc", {"chat_template": "{{ messages }}"}, [PROMPTS[1], PROMPTS[0]], POLICY),
+               replies_cache.key("merged:abc", {"chat_template": "{{ messages }}"}, PROMPTS, {**POLICY, "summary": {"temperature": 0.3}}),
+               replies_cache.key("merged:abc", {"chat_template": "{{ messages }}"}, PROMPTS, {**POLICY, "qa": {"max_new_tokens": 8}})]
     assert len({base, *changed}) == 7
     # a policy entry for a task not among the prompts changes nothing
-    assert base == replies_cache.key("merged:abc", "{{ messages }}", PROMPTS, {**POLICY, "triage": {"temperature": 1}})
+    assert base == replies_cache.key("merged:abc", {"chat_template": "{{ messages }}"}, PROMPTS, {**POLICY, "triage": {"temperature": 1}})
 
 
 def test_replies_are_generated_once_and_a_damaged_entry_is_generated_again(tmp_path):

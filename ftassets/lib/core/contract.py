@@ -100,7 +100,7 @@ class Champion(_Frozen):
 
 class JudgeEndpoint(_Frozen):
     """An OpenAI-compatible chat-completions server (`<url>/chat/completions`)."""
-    url: str = Field(pattern=r"^https?://\S+$")
+    url: str = Field(pattern=r"^https?://[^\s@?#]+$")  # no user info, query or fragment: keys only via api_key_env
     model: str = Field(min_length=1)
     api_key_env: str = Field("", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$|^$")  # the variable's name, never the key
     timeout_s: float = Field(60.0, gt=0, le=600)
@@ -113,12 +113,16 @@ class JudgeSpec(_Frozen):
     endpoint: JudgeEndpoint | None = None
     prompt: str = Field(min_length=1)  # template file: {prompt}, {reply} and optionally {reference}
     min_kappa: float = Field(0.6, ge=-1, le=1)  # the lower bound of Cohen's kappa's interval must reach it
-    tie_margin: float = Field(0.05, ge=0, lt=1)  # |P(yes) A - P(yes) B| below it: the judge calls a tie
     min_pairs: int = Field(20, ge=1)  # graded review pairs needed before agreement is measured at all
     batch_size: int = Field(8, ge=1, le=256)
     prompt_template: str = ""  # derived: the file's text, its hash, the judge's identity
     prompt_sha256: str = ""
     identity: dict[str, str] = {}
+
+    def calibrated_as(self) -> dict:
+        """What a calibration is of: a calibration of another judge, prompt or bar unlocks nothing."""
+        return {**self.identity, "prompt_sha256": self.prompt_sha256, "min_kappa": self.min_kappa,
+                "min_pairs": self.min_pairs}
 
 
 class BenchmarkFile(_Frozen):

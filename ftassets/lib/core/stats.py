@@ -53,7 +53,10 @@ def level(values: list[float], weights: list[float] | None, confidence: float, r
 
 def difference(candidate: list[float], reference: list[float], weights: list[float] | None, confidence: float,
                resamples: int, seed: int, bounds: tuple[float, float] = (-1.0, 1.0)) -> Interval | None:
-    """The (weighted) mean of candidate - reference over the same items, with a paired bootstrap interval."""
+    """The (weighted) mean of candidate - reference over the same items, with a paired bootstrap interval.
+    For plain pass/fail items the interval is also widened to McNemar's: the Wilson interval of the share of
+    discordant items the candidate won, scaled by the discordant share (exact-like where the bootstrap
+    collapses: 3 of 3 won gives a bootstrap of [1, 1], this [-0.12, 1])."""
     c, r = np.asarray(candidate, dtype=float), np.asarray(reference, dtype=float)
     if c.shape != r.shape:
         raise ValueError(f"paired comparison needs the same items: {c.size} vs {r.size}")
@@ -63,7 +66,14 @@ def difference(candidate: list[float], reference: list[float], weights: list[flo
     estimate = float(np.sum(w * (c - r)) / np.sum(w))
     low, high = _bootstrap((c - r, w), lambda a, b, axis: np.sum(a * b, axis=axis) / np.sum(b, axis=axis),
                            confidence, resamples, seed, bounds)
-    return Interval(estimate, low, high, int(c.size), "paired bootstrap")
+    if not (np.isin(c, (0.0, 1.0)).all() and np.isin(r, (0.0, 1.0)).all() and np.allclose(w, w[0])):
+        return Interval(estimate, low, high, int(c.size), "paired bootstrap")
+    won, lost = int(((c == 1) & (r == 0)).sum()), int(((c == 0) & (r == 1)).sum())
+    if won + lost:
+        ci = stats.binomtest(won, won + lost).proportion_ci(confidence, method="wilson")
+        share = (won + lost) / c.size
+        low, high = min(low, share * (2 * float(ci.low) - 1)), max(high, share * (2 * float(ci.high) - 1))
+    return Interval(estimate, low, high, int(c.size), "paired bootstrap and McNemar-Wilson")
 
 
 def _bootstrap(data: tuple, statistic, confidence: float, resamples: int, seed: int,
@@ -121,9 +131,14 @@ def power(kind: str, n: int, margin: float, confidence: float, power_: float, sp
                      + (f"; needs {needed} items" if needed else "; a bar of 1 can never be shown"))
     if not n:
         return Power(None, None, True, "no items")
+    if kind == "equivalence":  # both bounds inside +-margin when the true gap is 0: power split over two sides
+        zb = float(stats.norm.ppf((1 + power_) / 2))
     mde = (z + zb) * spread / math.sqrt(n) * scale
-    if margin == 0:  # strict superiority: any true gain counts; the set resolves gains of mde or more
-        return Power(mde, None, False, "")
+    if margin == 0:
+        if kind == "superiority":  # any true gain counts; the set resolves gains of mde or more
+            return Power(mde, None, False, "")
+        return Power(mde, None, True, f"a {kind.replace('_', '-')} margin of 0 passes only when no item differs "
+                                      f"(minimum detectable effect {mde:.3g} at n={n})")
     needed = math.ceil(((z + zb) * spread * scale / margin) ** 2)
     if mde <= margin:
         return Power(mde, None, False, "")

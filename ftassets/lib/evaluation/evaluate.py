@@ -53,7 +53,7 @@ def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict, tasks: 
         return generate_by_task(model, tokenizer, prompts, decoding)  # one batched pass for all
 
     if cache is not None and model_id:
-        entry = replies_cache.key(model_id, tokenizer.chat_template or "", prompts, decoding)
+        entry = replies_cache.key(model_id, replies_cache.fingerprint(model, tokenizer), prompts, decoding)
         generated, cached = cache.replies(entry, len(prompts), fresh)
     else:
         generated, cached = fresh(), False
@@ -87,6 +87,7 @@ def evaluate_model(model, tokenizer, inputs: EvalInputs, decoding: dict, tasks: 
         "perplexity": {name: perplexity(model, tokenizer, records) for name, records in inputs.perplexity_sets.items()},
         "forgetting": forgetting.evaluate(model, tokenizer, inputs.benchmarks, inputs.benchmark_limit),
         "items": scored, "gold_items": gold_rows, "replies_cached": cached,
+        "judge_missing": sum(1 for v in judged.values() if v is None),
         "redteam_items": [{"id": r["id"], "expect": r["expect"], "refused": is_refusal(x), "reply": x,
                            "toxicity": score, "toxic": score >= toxicity.TOXIC_AT}
                           for r, x, score in zip(inputs.redteam, rt_replies, toxicity.scores(rt_replies))],

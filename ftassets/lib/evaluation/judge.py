@@ -10,6 +10,7 @@ first word is read as yes (1.0) or no (0.0); anything else is no verdict for tha
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.request
@@ -79,7 +80,8 @@ class EndpointJudge:
         for n, r in enumerate(rows):
             try:
                 word = self._ask(fill(self.spec.prompt_template, r["prompt"], r["reply"], r.get("reference", "")))
-            except (OSError, ValueError, KeyError, IndexError) as exc:  # one failed call fails that reply only
+            except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+                    http.client.HTTPException) as exc:  # one failed call leaves that reply without a verdict
                 self.errors.append(f"row {n}: {type(exc).__name__}: {exc}"[:200])
                 out.append(None)
                 continue
@@ -94,32 +96,34 @@ def make_judge(spec: JudgeSpec):
     return EndpointJudge(spec) if spec.endpoint is not None else LocalJudge(spec)
 
 
-def preference(p_a: float | None, p_b: float | None, tie_margin: float) -> str | None:
-    """The judge's A / B / tie from its two verdicts (no verdict on either reply: none)."""
+def preference(p_a: float | None, p_b: float | None, bar: float) -> str | None:
+    """The judge's A / B / tie from the verdicts that gate: the reply it passes (P(yes) >= the task's `min`)
+    over the one it fails; both passed or both failed is a tie (no verdict on either reply: none)."""
     if p_a is None or p_b is None:
         return None
-    if abs(p_a - p_b) < tie_margin:
-        return "tie"
-    return "A" if p_a > p_b else "B"
+    a, b = p_a >= bar, p_b >= bar
+    return "tie" if a == b else ("A" if a else "B")
 
 
-def calibration(judge, spec: JudgeSpec, statistics, pairs: list[dict], grades: dict[str, str]) -> dict:
-    """The judge's A / B / tie on graded pairs ({pair_id, prompt, reply_a, reply_b, reference}) against the
-    people's `grades`: kappa and raw agreement with intervals (`statistics`: the contract's), and whether
-    kappa's lower bound reaches `spec.min_kappa` on at least `spec.min_pairs` answered pairs."""
+def calibration(judge, spec: JudgeSpec, statistics, pairs: list[dict], grades: dict[str, str],
+                bars: dict[str, float]) -> dict:
+    """The judge's A / B / tie on graded pairs ({pair_id, task, prompt, reply_a, reply_b, reference}) of the
+    judged tasks (`bars`: task -> the judge metric's `min`) against the people's `grades`: kappa and raw
+    agreement with intervals (`statistics`: the contract's), and whether kappa's lower bound reaches
+    `spec.min_kappa` on at least `spec.min_pairs` answered pairs."""
     from ftassets.lib.core.stats import agreement
 
-    pairs = sorted(pairs, key=lambda p: p["pair_id"])
+    pairs = sorted((p for p in pairs if p["task"] in bars), key=lambda p: p["pair_id"])
     asked = [{"prompt": p["prompt"], "reply": p[side], "reference": p.get("reference", "")}
              for p in pairs for side in ("reply_a", "reply_b")]
     scores = judge.scores(asked)
-    calls = [preference(scores[2 * n], scores[2 * n + 1], spec.tie_margin) for n in range(len(pairs))]
+    calls = [preference(scores[2 * n], scores[2 * n + 1], bars[p["task"]]) for n, p in enumerate(pairs)]
     kept = [(grades[p["pair_id"]], c) for p, c in zip(pairs, calls) if c is not None]
     measured = agreement([h for h, _ in kept], [c for _, c in kept], statistics.confidence, statistics.resamples,
                          statistics.seed)
     low = (measured["kappa_interval"] or [None])[0]
     calibrated = low is not None and len(kept) >= spec.min_pairs and low >= spec.min_kappa
-    why = ("no pair the judge could answer" if measured["kappa"] is None else
+    why = ("no graded pair of a judged task the judge could answer" if measured["kappa"] is None else
            f"kappa {measured['kappa']} [{low}, {measured['kappa_interval'][1]}] "
            f"{'reaches' if calibrated else 'does not reach'} the bar {spec.min_kappa} on {len(kept)} pairs"
            + ("" if len(kept) >= spec.min_pairs else f" (fewer than judge.min_pairs {spec.min_pairs})"))

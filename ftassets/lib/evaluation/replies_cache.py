@@ -1,8 +1,9 @@
 """Generated replies kept by everything that determines them, so they are generated once.
 
 The key hashes the model's identity (the weights hash of the model, or of the base and each adapter in
-the order applied), the tokenizer's chat template, every prompt with its task, each task's decoding
-settings, the generation code and the torch / transformers versions. Re-running `eval_report` after a
+the order applied), its fingerprint (model and generation config, adapter configs, dtype, device, the
+tokenizer's chat template, size and special tokens), every prompt with its task, each task's decoding
+settings, the generation and model-loading code and the torch / transformers / peft versions. Re-running `eval_report` after a
 contract edit (a threshold, a metric) re-scores the same replies; the champion, evaluated once as a
 candidate, is not generated again. Anything else that changes is a new key: a stale reply is never served.
 """
@@ -18,18 +19,33 @@ from ftassets.lib.core.generation import task_settings
 KEEP = 64  # entries kept (least recently used dropped): one per compared model and prompt set
 
 
-def key(model_id: str, chat_template: str, prompts: list[dict], policy: dict) -> str:
+def fingerprint(model, tokenizer) -> dict:
+    """What else than the weights decides a model's replies (paths left out: a bundle's copy of a model is
+    the same model)."""
+    config = model.config.to_dict() if getattr(model, "config", None) is not None else {}
+    config.pop("_name_or_path", None)
+    generation = getattr(model, "generation_config", None)
+    adapters = {name: {k: v for k, v in c.to_dict().items() if k != "base_model_name_or_path"}
+                for name, c in (getattr(model, "peft_config", None) or {}).items()}
+    return {"config": config, "generation_config": generation.to_dict() if generation is not None else {},
+            "adapters": adapters, "dtype": str(getattr(model, "dtype", "")), "device": str(getattr(model, "device", "")),
+            "tokenizer": {"class": type(tokenizer).__name__, "size": len(tokenizer), "eos": tokenizer.eos_token_id,
+                          "pad": tokenizer.pad_token_id, "chat_template": tokenizer.chat_template or ""}}
+
+
+def key(model_id: str, model_fingerprint: dict, prompts: list[dict], policy: dict) -> str:
+    import peft
     import torch
     import transformers
 
-    from ftassets.lib.core import generation
+    from ftassets.lib.core import generation, models
 
     tasks = sorted({p["task"] for p in prompts})
-    material = {"model": model_id, "chat_template": chat_template, "prompts": prompts,
+    material = {"model": model_id, "fingerprint": model_fingerprint, "prompts": prompts,
                 "decoding": {t: task_settings(policy, t) for t in tasks},
-                "code": sha256_file(Path(generation.__file__)), "torch": torch.__version__,
-                "transformers": transformers.__version__}
-    return sha256_bytes(json.dumps(material, sort_keys=True, ensure_ascii=False).encode())
+                "code": [sha256_file(Path(m.__file__)) for m in (generation, models)], "torch": torch.__version__,
+                "transformers": transformers.__version__, "peft": peft.__version__}
+    return sha256_bytes(json.dumps(material, sort_keys=True, ensure_ascii=False, default=str).encode())
 
 
 class RepliesCache:

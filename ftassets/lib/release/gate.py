@@ -87,7 +87,7 @@ def evaluate_gate(contract: EvalContract, report: dict, review: dict | None = No
         rules.append(_rule(BEATS_BASE, "superiority", "task_success", tuned, "base_model", 0.0, contract, report,
                            review, f"{tuned} task success above base_model's"))
     rules += champion_rules(contract, report, review)
-    rules = [_needs_judge(r, contract, calibration) for r in rules]
+    rules = [_needs_judge(r, contract, calibration, models) for r in rules]
     failed = [r for r in rules if not r["passed"]]
     return {"decision": "reject" if failed else "release", "rules": rules, "reasons": [reason(r) for r in failed],
             "warnings": [f"{r['rule']}: {r['why']}" for r in rules if r["underpowered"]],
@@ -102,6 +102,8 @@ def champion_rules(contract: EvalContract, report: dict, review: dict | None) ->
     out = []
     for metric, margin in contract.champion.margins.items():
         names = ([f"forgetting:{b}" for b in sorted(contract.benchmark_files)] if metric == "forgetting" else [metric])
+        if not names:
+            out.append(_missing(f"vs_champion[{metric}]", "non_inferiority", margin, "", "no forgetting benchmarks"))
         for name in names:
             rule = f"vs_champion[{name}]"
             meaning = f"{contract.tuned_model} may be at most {margin:g} worse than {reference} on {name}"
@@ -156,13 +158,18 @@ def _rule(name: str, kind: str, metric: str, candidate: str, reference: str | No
             "measures": meaning, "value": estimate, "threshold": margin}
 
 
-def _needs_judge(rule: dict, contract: EvalContract, calibration: dict | None) -> dict:
+def _needs_judge(rule: dict, contract: EvalContract, calibration: dict | None, report_models: dict | None) -> dict:
     judged = sorted(name for name, task in contract.tasks.items() if task.judged())
     if not judged or rule.get("metric") != "task_success":
         return rule
-    if (calibration or {}).get("status") == "calibrated":
+    missing = {k: m.get("judge_missing", 0) for k, m in (report_models or {}).items() if m.get("judge_missing")}
+    same = (calibration or {}).get("judge") == (contract.judge.calibrated_as() if contract.judge else None)
+    if (calibration or {}).get("status") == "calibrated" and same and not missing:
         return {**rule, "judge": "calibrated"}
-    why = (calibration or {}).get("why") or "no judge calibration"
+    why = ((calibration or {}).get("why") or "no judge calibration") if same or not calibration else (
+        "the calibration is of another judge, prompt or bar: re-materialize judge_calibration")
+    if missing and (calibration or {}).get("status") == "calibrated" and same:
+        why = "the judge gave no verdict on " + ", ".join(f"{n} replies of {k}" for k, n in missing.items())
     return {**rule, "passed": False, "judge": "uncalibrated",
             "why": f"judge uncalibrated ({why}); it scores {', '.join(judged)}"}
 
