@@ -67,15 +67,17 @@ def champion(store: ArtifactStore, instance: dg.DagsterInstance) -> tuple[Path |
     return store.path("serving_bundle", "model"), {**info, "weights_sha256": digest}
 
 
-def _model_id(store: ArtifactStore, key: str) -> str:
-    """What a compared model's replies depend on: its weights, or the base's and each adapter's in order."""
+def _model_ids(store: ArtifactStore, keys: list[str]) -> dict[str, str]:
+    """What each compared model's replies depend on: its weights, or the base's and each adapter's in order
+    (each weights file hashed once)."""
     base = f"base:{weights_sha256(store.artifact('base_model'))}"
-    if key == "base_model":
-        return base
-    if key == "merged_model":
-        return f"merged:{sha256_file(store.path('merged_model', 'weights'))}"
-    stack = ["sft_adapter"] + (["dpo_adapter"] if key == "dpo_adapter" else [])
-    return ";".join([base] + [f"{a}:{sha256_file(store.path(a, 'adapter_weights'))}" for a in stack])
+    adapters = {a: f"{a}:{sha256_file(store.path(a, 'adapter_weights'))}" for a in ("sft_adapter", "dpo_adapter")
+                if a in keys or (a == "sft_adapter" and "dpo_adapter" in keys)}
+    ids = {"base_model": base, "sft_adapter": f"{base};{adapters.get('sft_adapter')}",
+           "dpo_adapter": f"{base};{adapters.get('sft_adapter')};{adapters.get('dpo_adapter')}"}
+    if "merged_model" in keys:
+        ids["merged_model"] = f"merged:{sha256_file(store.path('merged_model', 'weights'))}"
+    return {k: ids[k] for k in keys}
 
 
 def _eval_inputs(store: ArtifactStore, contract: EvalContract) -> ev.EvalInputs:
@@ -109,21 +111,22 @@ def eval_report(context: dg.AssetExecutionContext, store: ArtifactStore) -> dg.M
     compared = list(contract.models) + (["champion"] if champion_dir else [])
     judge = make_judge(contract.judge) if contract.judge and any(t.judged() for t in contract.tasks.values()) else None
     cache = RepliesCache(store.catalog.generation_cache())
+    ids = _model_ids(store, list(contract.models))
+    if champion_dir:  # the bundle's weights are the released merged model's: one evaluated as a candidate is cached
+        ids["champion"] = f"merged:{champion_info['weights_sha256']}"
     results, timings = {}, {}
     for key in compared:
-        if key == "champion" and "merged_model" in results and champion_info["weights_sha256"] == sha256_file(
-                store.path("merged_model", "weights")):  # the candidate is the release: same weights, same replies
+        if key == "champion" and "merged_model" in results and ids["champion"] == ids["merged_model"]:
+            # the candidate is the release: same weights, same replies
             results[key], timings[key] = results["merged_model"], 0.0
             champion_info = {**champion_info, "same_weights_as": "merged_model"}
             context.log.info("champion: the same weights as merged_model; its results are reused")
             continue
         started = time.perf_counter()
         model = load_model(champion_dir) if key == "champion" else _load_compared(store, key)
-        # the bundle's weights are the released merged model's: a champion evaluated as a candidate is cached
-        model_id = f"merged:{champion_info['weights_sha256']}" if key == "champion" else _model_id(store, key)
         own = load_tokenizer(champion_dir) if key == "champion" else tokenizer  # a release keeps its tokenizer
         results[key] = ev.evaluate_model(model, own, inputs, contract.decoding, contract.tasks,
-                                          contract.task_success_average, judge, cache, model_id)
+                                          contract.task_success_average, judge, cache, ids[key])
         timings[key] = round(time.perf_counter() - started, 1)
         context.log.info(f"evaluated {key}: task_success={results[key]['test']['task_success']} "
                          f"gold={results[key]['gold']['pass_rate']} in {timings[key]}s"

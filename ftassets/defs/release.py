@@ -80,7 +80,7 @@ def sweep_section(store: ArtifactStore, sft_config: dict) -> dict | None:
             "inputs_unchanged_since_sweep": {k: sweep["inputs"].get(k) == v for k, v in current.items()}}
 
 
-def current_champion(store: ArtifactStore, instance: dg.DagsterInstance, report: dict) -> dict:
+def current_champion(store: ArtifactStore, instance: dg.DagsterInstance, report: dict, merged_sha256: str) -> dict:
     """The report, its champion marked stale when another model was released after it was evaluated (the
     candidate compared with an older champion is no comparison at all), unless the release since is this
     very candidate (its merged weights are the bundle's)."""
@@ -88,7 +88,7 @@ def current_champion(store: ArtifactStore, instance: dg.DagsterInstance, report:
     evaluated = report.get("champion") or {}
     if now.get("run_id") == evaluated.get("run_id"):
         return report
-    if now.get("weights_sha256") and now["weights_sha256"] == sha256_file(store.path("merged_model", "weights")):
+    if now.get("weights_sha256") and now["weights_sha256"] == merged_sha256:
         return report
     return {**report, "champion": {**evaluated, "error": f"the released model changed since evaluation (now "
                                                          f"{now.get('release_name')}): re-materialize eval_report"}}
@@ -125,7 +125,8 @@ def _evaluation_section(report: dict, tuned_key: str) -> dict:
 def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore,
                      tracking: ExperimentTracking) -> dg.MaterializeResult:
     contract = store.contract()
-    report = current_champion(store, context.instance, store.read_json("eval_report", "report"))
+    merged_sha256 = sha256_file(store.path("merged_model", "weights"))  # what a release ships
+    report = current_champion(store, context.instance, store.read_json("eval_report", "report"), merged_sha256)
     review = store.read_json("human_review", "review")
     calibration = (store.read_json("judge_calibration", "calibration")
                    if store.path("judge_calibration", "calibration").is_file() else None)
@@ -141,7 +142,7 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore,
         "release_name": f"ftassets-{tuned}-{(trail.get('eval_report') or {}).get('data_version', 'unversioned')[:12]}",
         "decision": gate["decision"], "reasons": gate["reasons"], "rules": gate["rules"], "tuned_model": tuned,
         "warnings": gate["warnings"], "champion": gate["champion"], "statistics": gate["statistics"],
-        "merged_weights_sha256": sha256_file(store.path("merged_model", "weights")),  # what a release ships
+        "merged_weights_sha256": merged_sha256,
         "contract": contract.model_dump(mode="json"), "contract_version": contract.version,
         "base_model": {"weights_sha256": weights_sha256(store.artifact("base_model")),
                        "parameters": base_meta.get("parameters"),
