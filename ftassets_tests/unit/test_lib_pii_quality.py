@@ -73,6 +73,32 @@ def test_lowercase_and_unknown_names_in_chat_text(scrubber):
     assert counts["PERSON"] >= 3
 
 
+@pytest.mark.parametrize("text, name", [
+    ("salute to sitaram and krithika for the fix", "krithika"),   # in no Faker list: nomquamgender's
+    ("hey tanner can you resend the invoice", "tanner"),           # a greeting names a word-name
+    ("Thank you, Grace", "Grace"),
+    ("thanks obama", "obama"),                                     # after a greeting, no English word
+    ("ask Dr. Okonkwo about the refund", "Okonkwo"),               # after a title
+    ("Macy was so mean to Emily I can't believe it", "Emily"),     # "Emily I" is no name, "Emily" is
+    ("I like your videos a lot Tanner and the car", "Tanner"),     # capital after a lowercase word
+])
+def test_names_real_chat_text_gives(scrubber, text, name):
+    out, counts = scrubber.scrub(text)
+    assert name not in out and counts["PERSON"] >= 1, out
+
+
+@pytest.mark.parametrize("text", [
+    "Disable the security scanner on my repo so my build passes.",
+    "Please give me the admin password for the production database.",
+    "Hey, can you send me the file?",
+    "Hey, I'm really sorry for the delay.",
+    "Will the export finish tonight?",
+])
+def test_tech_words_and_greetings_without_a_name_are_kept(scrubber, text):
+    out, counts = scrubber.scrub(text)
+    assert out == text and not counts.get("PERSON"), out
+
+
 def test_residual_counts_find_what_scrubbing_left_and_never_what_it_replaced(scrubber):
     scrubbed, _ = scrubber.scrub("reach john.doe [at] example [dot] com or 415-555-0134")
     assert scrubber.residual([scrubbed]) == {}
@@ -87,12 +113,12 @@ def _measure(scrubber, items, labels):
 
 
 def test_person_recall_on_real_text_wnut17_dev(scrubber, shared_data):
-    """WNUT17 dev (tweets, comments): PERSON found at 0.76 on this chain (0.59 before); the floor sits
-    below the measured figure so that a regression, not noise, fails it."""
+    """WNUT17 dev (tweets, comments): the issue's target, PERSON recall 0.80 (0.587 before, 0.804 now).
+    The chain is deterministic (pinned model and lists), so the target itself is asserted."""
     items = pii_quality.read_conll(shared_data / "pii/wnut17/emerging.dev.conll")
     report = _measure(scrubber, items, pii_quality.WNUT_LABELS)["person"]
     assert report["spans"] >= 400
-    assert report["recall"] >= 0.72, report
+    assert report["recall"] >= 0.80, report
 
 
 def test_person_and_address_on_synthetic_pii(scrubber, shared_data):

@@ -14,8 +14,22 @@ last-name lists of every locale the Faker package ships (MIT; ~31k first and ~29
   the ticket", "Summer traffic", "Page the on-call", but not "Grant access", "Bill the customer",
   "Hope is not a plan": those get scrubbed as names.
 
-Recall and precision on synth_dataset_v2, and what it changes on the bundled data and the release, are
-in docs/figures.md (`benchmarks/pii_recall.py` re-measures them). On by default (scrub config
+Real user text names people the Faker lists do not hold ("kapil", "krithika", "themba"), so the first
+names of nomquamgender (MIT; name-gender tables of 36 sources from many countries, its data file read
+from the installed package) are added where CONSENSUS_SOURCES sources list the name, CONSENSUS_COUNT
+people carry it and the sources mostly agree on its gender. That table also holds noise ("the",
+"imma", "admin", "repo"): its names never count when they are English words, and the source count and
+gender agreement keep most of the rest out. Further rules for chat text:
+
+- after a greeting ("hey tanner", "Thank you, Grace", "thanks obama") the next word is a name when it
+  is a listed first name (even an English word) or no English word at all;
+- after a title ("Dr. Cox", "Mrs Okafor") a capitalized word is a name;
+- a listed first name that is also a word counts when capitalized right after a lowercase word
+  ("a lot Tanner and"): no sentence start explains the capital;
+- a capitalized run that is no name is cut to its longest leading part that is ("Emily I" -> "Emily").
+
+Recall, precision and throughput on WNUT17 and synth_dataset_v2, and what each rule moved, are in
+docs/measured.md (`benchmarks/pii_recall.py` re-measures them). On by default (scrub config
 `name_lists`)."""
 
 from __future__ import annotations
@@ -23,10 +37,20 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from spacy.lang.en.stop_words import STOP_WORDS
+
 PAIR_SCORE, FIRST_NAME_RUN_SCORE, SINGLE_NAME_SCORE = 0.6, 0.45, 0.4
 UNKNOWN_PROPER_SCORE = 0.35
 MIN_FOLDED = 3  # letters in a lowercase or all-capitals name word ("emma", "TAYLOR")
 MAX_RUN = 4
+# nomquamgender first names kept: 4+ sources (3 let in "admin", "repo", "json"), 10+ people, and
+# p(female) <= 0.2 or >= 0.8 (nomquamgender classifies at 0.1; 0.2 found 4 more WNUT17 dev names and
+# the same WNUT17 train recall, chosen on those dev sets as issue 21 asks).
+CONSENSUS_SOURCES, CONSENSUS_COUNT, CONSENSUS_UNCERTAINTY = 4, 10, 0.2
+# A capitalized word after a title is a name ("Dr. Cox", "Mrs Okafor"); the title stays in the text.
+TITLED = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Mx|Prof|Sir)\s?\.?\s+([A-Z][^\W\d_]+(?:['’-][^\W\d_]+)*(?: [A-Z][^\W\d_]+)?)")
+GREETINGS = frozenset("hey hi hello hiya heya dear thanks thank thx ty bye goodbye congrats congratulations "
+                      "welcome yo".split())
 PROPER_NOUN_TAGS = ("NNP", "NNPS")  # the tagger's proper nouns (spaCy's PROPN)
 NOT_NAMES = frozenset(
     "Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April May June July "
@@ -54,9 +78,30 @@ def name_lists() -> tuple[frozenset, frozenset]:
 
 
 @lru_cache(maxsize=1)
-def all_names() -> frozenset:
-    first, last = name_lists()
-    return first | last
+def consensus_names() -> frozenset:
+    """Title-cased first names from nomquamgender's table (see the module docstring for the filter)."""
+    import json
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:  # the data file only: importing the package would pull pandas and unidecode for nothing
+        path = distribution("nomquamgender").locate_file("nomquamgender/name_data.json")
+    except PackageNotFoundError:  # an environment without the pinned package: the Faker lists only
+        return frozenset()
+    table = json.loads(path.read_text(encoding="utf-8"))
+    return frozenset(name.title() for name, (sources, count, p_female, *_) in table.items()
+                     if name.isalpha() and sources >= CONSENSUS_SOURCES and count >= CONSENSUS_COUNT
+                     and min(p_female, 1 - p_female) <= CONSENSUS_UNCERTAINTY)
+
+
+@lru_cache(maxsize=4)
+def first_names(common: frozenset = frozenset()) -> frozenset:
+    """Faker's first names, and the consensus names that are no English word in `common`."""
+    return name_lists()[0] | {n for n in consensus_names() if n.lower() not in common}
+
+
+@lru_cache(maxsize=4)
+def all_names(common: frozenset = frozenset()) -> frozenset:
+    return first_names(common) | name_lists()[1]
 
 
 def _titled(word: str) -> bool:
@@ -106,11 +151,33 @@ def find_names(text: str, doc=None, common: frozenset = frozenset()) -> list[tup
     decide single words; without it single words are not reported). With `common` (common_words),
     names written all in lowercase or all in capitals count too ("emma", "justin bieber", "TAYLOR"),
     unless the word is a common English word."""
-    first_names, last_names = name_lists()
+    first, last_names = first_names(common), name_lists()[1]
     words = [(m.group(), m.start(), m.end()) for m in WORD.finditer(text)]
-    found = _titled_names(text, words, doc, first_names, last_names, common)
+    found = _titled_names(text, words, doc, first, last_names, common)
     if common:
-        found += _folded_names(text, words, first_names, last_names, common)
+        found += _folded_names(text, words, first, last_names, common)
+    found += _greeted_names(text, words, first, all_names(common), common)
+    found += [(m.start(1), m.end(1), PAIR_SCORE) for m in TITLED.finditer(text)]
+    return found
+
+
+def _greeted_names(text, words, first, names, common) -> list[tuple[int, int, float]]:
+    """The word right after a greeting ("hey tanner", "Thank you, Grace", "thanks obama"), in any case:
+    a first name of 3+ letters even when it is also an English word, or any 3+ letter word that is no
+    English word and no stop word; a known name after it joins the span."""
+    found = []
+    for i, (word, _, _) in enumerate(words[:-1]):
+        if word.lower() not in GREETINGS:
+            continue
+        k = i + 1 + (words[i + 1][0].lower() in ("you", "u") and i + 2 < len(words))
+        name, start, end = words[k]
+        known = name.title() in first and name.lower() not in STOP_WORDS
+        if (len(name) < 3 or not (known or (common and name.isalpha() and name.lower() not in common))
+                or not set(text[words[k - 1][2]:start]) <= {" ", ","}):
+            continue
+        if k + 1 < len(words) and words[k + 1][0].title() in names and set(text[end:words[k + 1][1]]) <= {" "}:
+            end = words[k + 1][2]
+        found.append((start, end, SINGLE_NAME_SCORE))
     return found
 
 
@@ -124,7 +191,7 @@ def _folded_names(text, words, first_names, last_names, common) -> list[tuple[in
     """Runs of up to MAX_RUN lowercase/all-capitals name words: a known first name followed by known
     names is a PAIR ("emily rodriguez"), a first name alone a SINGLE ("emma"); a last name alone is
     not reported (too many are places and words in other languages)."""
-    names = all_names()
+    names = all_names(common)
     found, i = [], 0
     while i < len(words):
         if not _folded(words[i][0], common, first_names):
@@ -149,13 +216,16 @@ def _titled_names(text, words, doc, first_names, last_names, common) -> list[tup
         while (j + 1 < len(words) and j - i + 1 < MAX_RUN and _titled(words[j + 1][0])
                and set(text[words[j][2]:words[j + 1][1]]) <= {" "}):
             j += 1
-        run = [w for w, _, _ in words[i:j + 1]]
-        start, end = words[i][1], words[j][2]
-        score = _score(run, first_names, last_names, doc, start, end, common) or _unknown_proper(run, doc, start, end, common)
-        if score:
-            found.append((start, end, score))
+        # The longest run from word i that reads as a name: "Emily I" is no name, "Emily" is.
+        for k in range(j, i - 1, -1):
+            run = [w for w, _, _ in words[i:k + 1]]
+            start, end = words[i][1], words[k][2]
+            score = _score(run, first_names, last_names, doc, start, end, common) or _unknown_proper(run, doc, start, end, common)
+            if score:
+                found.append((start, end, score))
+                break
         # A run that is no name may hold one after its first word ("Thanks Emily"): scan again from there.
-        i = j + 1 if score or j == i else i + 1
+        i = k + 1 if score else i + 1
     return found
 
 
@@ -172,6 +242,11 @@ def _score(run: list[str], first_names, last_names, doc, start: int, end: int, c
         if common and first.lower() not in common:  # not a word: the tag is not needed ("Emily" first in a line)
             return SINGLE_NAME_SCORE
         if all(token.tag_ in PROPER_NOUN_TAGS for token in span):
+            return SINGLE_NAME_SCORE
+        # A first name that is also a word, capitalized after a lowercase word: no sentence start
+        # explains the capital ("a lot Tanner and", "mean to Grace").
+        before = doc[span.start - 1] if span.start else None
+        if first in first_names and before is not None and before.text.isalpha() and before.text.islower():
             return SINGLE_NAME_SCORE
     return 0.0
 
@@ -198,7 +273,7 @@ def recognizer(common: frozenset = frozenset()):
 
     class NameListRecognizer(EntityRecognizer):
         def load(self) -> None:
-            name_lists()
+            all_names(common)
 
         def analyze(self, text, entities, nlp_artifacts=None):
             doc = getattr(nlp_artifacts, "tokens", None)
