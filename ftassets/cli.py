@@ -1,5 +1,6 @@
 """The `ftassets` command: run the whole loop, re-freeze the test set, show an asset's lineage, audit a
-release (its exact upstream chain, sources and checks, read from the Dagster instance)."""
+release (its exact upstream chain, sources and checks, read from the Dagster instance); list releases,
+roll back and chat (cli_releases.py)."""
 
 from __future__ import annotations
 
@@ -451,6 +452,9 @@ def main(argv=None) -> int:
     p.add_argument("--source", help="instead: list the releases that read this source (NAME or NAME@VERSION)")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.set_defaults(func=audit)
+    from ftassets.cli_releases import add_parsers
+
+    add_parsers(sub)  # releases, rollback, chat
     args = parser.parse_args(argv)
     return args.func(args)
 

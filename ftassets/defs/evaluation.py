@@ -22,6 +22,7 @@ from ftassets.lib.evaluation import review, toxicity
 from ftassets.lib.evaluation import judge as judge_lib
 from ftassets.lib.evaluation.judge import make_judge
 from ftassets.lib.evaluation.replies_cache import RepliesCache
+from ftassets.lib.release import versions
 from ftassets.lib.core.scoring import check_declared
 from ftassets.lib.curation.identifiers import safe
 
@@ -42,29 +43,41 @@ def _load_compared(store: ArtifactStore, key: str):
 
 
 def champion(store: ArtifactStore, instance: dg.DagsterInstance) -> tuple[Path | None, dict]:
-    """The released model a candidate is compared with: the model of the instance's last `release` decision,
-    read from the serving bundle (its weights must be the ones that decision released, and unchanged since
-    bundled). Before the first release: none (the gate compares with the base). A release whose bundle is
-    gone, replaced or changed is an error the gate reports, never a silent fallback to the base."""
-    last = lineage.last_release(instance)
-    if last is None:
+    """The released model a candidate is compared with: the instance's current release (its newest `release`
+    decision, or the one a later rollback made current), read from the bundle kept for the merged weights that
+    decision released (lib/release/versions.py). Before the first release: none (the gate compares with the
+    base). A release whose bundle is gone or changed is an error the gate reports, never a silent fallback."""
+    current = lineage.current_release(instance)
+    if current is None:
         return None, {"release_name": None, "reference": "base_model"}
-    info = {"release_name": last["release_name"], "run_id": last.get("run_id"), "reference": "champion"}
+    info = {"release_name": current["release_name"], "run_id": current.get("run_id"), "reference": "champion",
+            **({"rolled_back": current["rolled_back"]} if "rolled_back" in current else {})}
+    released = current.get("merged_weights_sha256")  # a decision records the weights it released
+    kept, problem = versions.find(store.catalog.releases(), released)
+    if kept is None and not (released and versions.version_dir(store.catalog.releases(), released).is_dir()):
+        # bundled before releases were kept: keep the serving bundle if it holds this release
+        bundle, problem = _bundle_holding(store, released, current.get("run_id"))
+        kept = versions.keep(bundle, store.catalog.releases()) if bundle else None
+    if kept is None:
+        return None, {**info, "error": problem}
+    weights = versions.read_json(kept / file_name("serving_bundle", "files"))[file_name("serving_bundle", "model_weights")]
+    return kept / file_name("serving_bundle", "model"), {**info, "weights_sha256": weights}
+
+
+def _bundle_holding(store: ArtifactStore, weights: str | None, run_id: str | None) -> tuple[Path | None, str | None]:
+    """The serving_bundle folder when it holds exactly these merged weights as bundled (or, for a decision
+    that recorded no weights, the bundle that decision's run built)."""
     manifest = store.path("serving_bundle", "manifest")
     if not manifest.is_file():
-        return None, {**info, "error": f"its serving bundle is missing ({manifest.parent})"}
+        return None, f"its serving bundle is missing ({manifest.parent})"
+    if versions.verify(store.artifact("serving_bundle")) is not None:
+        return None, f"the bundled weights changed since they were bundled ({manifest.parent})"
+    held = store.read_json("serving_bundle", "files").get(file_name("serving_bundle", "model_weights"))
     bundled = store.read_json("serving_bundle", "manifest")
-    weights = store.path("serving_bundle", "model_weights")
-    recorded = store.read_json("serving_bundle", "files").get(file_name("serving_bundle", "model_weights"))
-    digest = sha256_file(weights) if weights.is_file() else None
-    if digest is None or digest != recorded:
-        return None, {**info, "error": f"the bundled weights changed since they were bundled ({weights})"}
-    released = last.get("merged_weights_sha256")  # a decision records the weights it released
-    if (digest != released) if released else (bundled.get("run_id") != last.get("run_id")):
-        return None, {**info, "error": f"the serving bundle holds {bundled.get('release_name')} (weights "
-                                       f"{digest[:12]}), not the model run {str(last.get('run_id'))[:8]} released"
-                                       + (f" (weights {released[:12]})" if released else "")}
-    return store.path("serving_bundle", "model"), {**info, "weights_sha256": digest}
+    if (held != weights) if weights else (bundled.get("run_id") != run_id):
+        return None, (f"the serving bundle holds {bundled.get('release_name')} (weights {str(held)[:12]}), not the "
+                      f"model run {str(run_id)[:8]} released" + (f" (weights {weights[:12]})" if weights else ""))
+    return store.artifact("serving_bundle"), None
 
 
 def _model_ids(store: ArtifactStore, keys: list[str]) -> dict[str, str]:

@@ -24,7 +24,7 @@ from ftassets.lib.core.tracking import TrackedRun
 from ftassets.lib.curation import dedup
 from ftassets.lib.evaluation import report as report_lib
 from ftassets.lib.release import audit as audit_lib
-from ftassets.lib.release import history, model_card, serving
+from ftassets.lib.release import history, model_card, serving, versions
 from ftassets.lib.release.gate import evaluate_gate, rules_markdown
 from ftassets.lib.training.checkpoints import input_hashes
 from ftassets.lib.training.sweep import adapter_uses_choice
@@ -182,7 +182,9 @@ def release_decision(context: dg.AssetExecutionContext, store: ArtifactStore,
         tags={"ftassets/decision": gate["decision"], "ftassets/release_name": manifest["release_name"]}))
     return dg.MaterializeResult(metadata={**tracked,
         "decision": gate["decision"], "release_name": manifest["release_name"],
-        "merged_weights_sha256": manifest["merged_weights_sha256"],
+        "merged_weights_sha256": manifest["merged_weights_sha256"], "contract_version": contract.version,
+        "headline": dg.MetadataValue.json({k: manifest["evaluation"]["tuned"][k]
+                                           for k in ("task_success", "schema_validity", "gold_pass_rate")}),
         "reasons": dg.MetadataValue.json(gate["reasons"]),
         "warnings": dg.MetadataValue.json(gate["warnings"]),
         "champion": (gate["champion"] or {}).get("release_name") or "none (compared with base_model)",
@@ -251,7 +253,10 @@ def serving_bundle(config: ServingConfig, store: ArtifactStore) -> dg.Materializ
             "decoding_policy": file_name("serving_bundle", "decoding_policy")})
     files = serving.bundle_files(target)
     store.catalog.write_json("serving_bundle", "files", files)
+    kept = versions.keep(target, store.catalog.releases())  # stays when a later release replaces the bundle
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(target)),
+                                          "release_name": manifest["release_name"],
+                                          "kept_as": dg.MetadataValue.path(str(kept)),
                                           "files": dg.MetadataValue.json(sorted(files)),
                                           "weights_sha256": files[file_name("serving_bundle", "model_weights")],
                                           "config": dg.MetadataValue.json(config.model_dump())},

@@ -87,6 +87,7 @@ def test_the_champion_is_the_instance_s_last_release_read_from_its_own_bundle_or
     from ftassets.defs.evaluation import champion
     from ftassets.lib.core.catalog import file_name
     from ftassets.lib.core.files import sha256_bytes
+    from ftassets.lib.release.serving import bundle_files
 
     store = ArtifactStore(data_dir=str(tmp_path), artifacts_dir=str(tmp_path / "artifacts"))
     instance = dg.DagsterInstance.ephemeral()
@@ -100,15 +101,19 @@ def test_the_champion_is_the_instance_s_last_release_read_from_its_own_bundle_or
     (store.artifact("serving_bundle") / file_name("serving_bundle", "model")).mkdir(parents=True)
     weights = store.path("serving_bundle", "model_weights")
 
-    def bundle(content: bytes, name: str) -> None:
+    def bundle(content: bytes, name: str) -> None:  # as serving_bundle writes one: every file recorded
         weights.write_bytes(content)
-        store.catalog.write_json("serving_bundle", "files", {file_name("serving_bundle", "model_weights"):
-                                                             sha256_file(weights)})
         store.catalog.write_json("serving_bundle", "manifest", {"release_name": name, "run_id": "another-run"})
+        store.path("serving_bundle", "files").unlink(missing_ok=True)
+        store.catalog.write_json("serving_bundle", "files", bundle_files(store.artifact("serving_bundle")))
     bundle(b"other weights", "rel-0")  # a bundle of another model
     assert "the serving bundle holds rel-0 (weights" in champion(store, instance)[1]["error"]
-    bundle(b"weights", "rel-1")  # the released weights, whichever run bundled them
+    bundle(b"weights", "rel-1")  # the released weights, whichever run bundled them: kept as rel-1's version
     path, info = champion(store, instance)
-    assert path == store.path("serving_bundle", "model") and info["weights_sha256"] == released
-    weights.write_bytes(b"tampered")
-    assert "bundled weights changed since they were bundled" in champion(store, instance)[1]["error"]
+    kept = store.catalog.releases() / released[:16]
+    assert path == kept / file_name("serving_bundle", "model") and info["weights_sha256"] == released
+    bundle(b"other weights", "rel-0")  # the bundle moves on; the kept version stays the champion
+    assert champion(store, instance)[0] == kept / file_name("serving_bundle", "model")
+    (kept / file_name("serving_bundle", "model_weights")).chmod(0o644)  # kept files are read-only
+    (kept / file_name("serving_bundle", "model_weights")).write_bytes(b"tampered")
+    assert "changed or missing: model/model.safetensors" in champion(store, instance)[1]["error"]

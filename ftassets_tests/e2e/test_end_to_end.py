@@ -106,6 +106,7 @@ def test_whole_graph_on_tiny_model(tmp_path, tiny_model_dir, monkeypatch, capsys
     _audit_answers_governance_questions(instance, home, result, first, second, monkeypatch, capsys)
     _diff_names_what_changed(artifacts, first, second, monkeypatch, capsys)
     _the_release_is_the_next_champion(tmp_path, artifacts, instance)
+    _releases_are_kept_versions_to_chat_with(artifacts, first, monkeypatch, capsys)
 
 
 def _audit_of_first_release(artifacts, result, observed):
@@ -264,3 +265,22 @@ def _audit_answers_governance_questions(instance, home, initial, first, second, 
     table = capsys.readouterr().out
     assert table.count(f"| `{first.run_id[:8]}` |") == 1 and "| release |" in table
     assert cli.main(["audit", "no_such_release"]) == 1
+
+
+def _releases_are_kept_versions_to_chat_with(artifacts, first, monkeypatch, capsys):
+    """`ftassets releases` lists the four decisions (reject, release, reject, release), the newest release
+    is current and its bundle is kept; `chat` answers from it; rolling back to the first release, which
+    holds the same weights, records nothing."""
+    monkeypatch.setenv("FTASSETS_ARTIFACTS_DIR", str(artifacts))
+    assert cli.main(["releases", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["decision"] for r in rows] == ["release", "reject", "release", "reject"]
+    assert [r["current"] for r in rows] == [True, False, False, False] and rows[2]["run_id"] == first.run_id
+    weights = Catalog(artifacts).read_json("serving_bundle", "files")[file_name("serving_bundle", "model_weights")]
+    assert rows[0]["merged_weights_sha256"] == weights and rows[0]["bundle"].endswith(weights[:16])
+    assert rows[0]["bundle_checks"] == {"bundle_answers_golden_prompts": True}  # read back from Dagster
+    assert cli.main(["chat", "--task", "platform_qa", "--message", "How do I rotate my API token?"]) == 0
+    captured = capsys.readouterr()
+    assert "(merged weights; task platform_qa" in captured.err and captured.out.endswith("\n")
+    assert cli.main(["rollback", first.run_id[:8], "--reason", "same weights"]) == 0
+    assert "already current" in capsys.readouterr().out

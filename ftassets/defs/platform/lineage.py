@@ -184,14 +184,59 @@ def releases(instance: dg.DagsterInstance, limit: int = 1000) -> list:
 
 
 def last_release(instance: dg.DagsterInstance) -> dict | None:
-    """The newest release_decision materialization that released: the champion a candidate is held against."""
+    """The newest release_decision materialization that released."""
     return next((s for s in map(release_summary, releases(instance)) if s["decision"] == "release"), None)
+
+
+def rollbacks(instance: dg.DagsterInstance, limit: int = 1000) -> list:
+    """Every rollback (an observation of release_decision that names the release made current), newest first."""
+    records = instance.fetch_observations(dg.AssetKey(RELEASE_ASSET), limit=limit).records
+    return [r for r in records if "rollback_to_storage_id" in (r.asset_observation.metadata or {})]
+
+
+def current_release(instance: dg.DagsterInstance) -> dict | None:
+    """The release a candidate is held against and `serve` offers by default: the newest `release` decision,
+    unless a rollback came after it, then the release that rollback made current (with who, why, when)."""
+    last = next((r for r in releases(instance) if release_summary(r)["decision"] == "release"), None)
+    back = next(iter(rollbacks(instance, limit=1)), None)
+    if back is None or (last is not None and last.storage_id > back.storage_id):
+        return release_summary(last) if last is not None else None
+    meta = {k: v.value for k, v in back.asset_observation.metadata.items()}
+    target = materialization(instance, RELEASE_ASSET, int(meta["rollback_to_storage_id"]))
+    return {**release_summary(target), "rolled_back": {
+        "at": _iso(back.timestamp), "by": meta.get("by"), "reason": meta.get("reason"),
+        "from": meta.get("rollback_from")}}
+
+
+def bundle_checks(instance: dg.DagsterInstance, weights_sha256: str | None, limit: int = 100) -> dict[str, bool]:
+    """The check results ({check: passed}) of the newest serving_bundle materialization that bundled these
+    merged weights; {} when none did (or no check ran on it)."""
+    records = instance.fetch_materializations(dg.AssetKey("serving_bundle"), limit=limit).records
+    record = next((r for r in records if weights_sha256 and _meta(r).get("weights_sha256") == weights_sha256), None)
+    if record is None:
+        return {}
+    rows = _check_rows(_RunCache(instance).checks(record.run_id), "serving_bundle", record.storage_id)
+    return {r["check"]: r["passed"] for r in rows}
+
+
+def _meta(record) -> dict:
+    return {k: v.value for k, v in (record.asset_materialization.metadata or {}).items()}
+
+
+def record_rollback(instance: dg.DagsterInstance, target: dict, reason: str, by: str, previous: dict | None) -> None:
+    """Make the release decision `target` (a release_summary) current again; the observation is the audit
+    record (Dagster UI: release_decision's events)."""
+    instance.report_runless_asset_event(dg.AssetObservation(asset_key=RELEASE_ASSET, metadata={
+        "rollback_to": target["release_name"], "rollback_to_storage_id": target["storage_id"],
+        "rollback_to_run_id": target["run_id"], "reason": reason, "by": by,
+        "rollback_from": (previous or {}).get("release_name") or "none"}))
 
 
 def release_summary(record) -> dict:
     meta = {k: v.value for k, v in (record.asset_materialization.metadata or {}).items()}
     return {"release_name": meta.get("release_name"), "decision": meta.get("decision"), "run_id": record.run_id,
             "merged_weights_sha256": meta.get("merged_weights_sha256"),
+            "contract_version": meta.get("contract_version"), "headline": meta.get("headline"),
             "storage_id": record.storage_id, "materialized_at": _iso(record.timestamp),
             "data_version": (record.asset_materialization.tags or {}).get("dagster/data_version")}
 

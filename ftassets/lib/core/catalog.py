@@ -58,6 +58,7 @@ FILES: dict[str, dict[str, str]] = {
 # so a killed run can resume).
 INCIDENTS, CHECKPOINTS = "incidents", ".checkpoints"
 RELEASE_HISTORY = "release_history"  # one evidence file per release decision (lib/release/history.py)
+RELEASES = "releases"  # every released serving bundle, kept by merged weights (lib/release/versions.py)
 GENERATION_CACHE = ".generation_cache"  # replies per (model, prompts, decoding) (lib/evaluation/replies_cache.py)
 CHECKPOINT_FINGERPRINT = "fingerprint.json"
 
@@ -95,6 +96,9 @@ class Catalog:
 
     def release_history(self) -> Path:
         return self.root / RELEASE_HISTORY
+
+    def releases(self) -> Path:
+        return self.root / RELEASES
 
     def generation_cache(self) -> Path:
         return self.root / GENERATION_CACHE
