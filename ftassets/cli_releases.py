@@ -1,4 +1,4 @@
-"""`ftassets releases`, `rollback` and `chat`: the instance's release decisions as versions, making an
+"""`ftassets releases`, `rollback`, `chat` and `serve`: the instance's release decisions as versions, making an
 earlier release current again (recorded in Dagster with who, why and when), and talking to a release.
 Bundles are kept by lib/release/versions.py; which release is current is read by lineage.current_release."""
 
@@ -31,6 +31,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--system", help="a system prompt for the conversation")
     p.add_argument("--message", action="append", help="say this and print the reply (repeatable; no prompt loop)")
     p.set_defaults(func=chat)
+    p = sub.add_parser("serve", help="an OpenAI-compatible chat-completions endpoint on loopback over the current "
+                                      "release and any named earlier ones (the request's `model` picks one)")
+    p.add_argument("release", nargs="*", help="earlier releases to serve beside the current one (names or run ids)")
+    p.add_argument("--host", default="127.0.0.1", help="loopback only: 127.0.0.1 (default), localhost or ::1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=serve)
 
 
 def _context():
@@ -170,3 +176,43 @@ def chat(args) -> int:
             return 0
         if text.strip():
             print(("model> " if interactive else "") + talk.say(text), flush=True)
+
+
+def served_releases(instance, store, names: list[str]) -> tuple[dict, dict]:
+    """({model name: Served}, {other release name: why it is not served}); the current release is served
+    under its name and as `current`. A named release that cannot be served raises LookupError."""
+    from ftassets.lib.release.server import Served
+
+    served: dict = {}
+    for name in ["current", *names]:
+        bundle, label = _bundle(instance, store, name)
+        if bundle is None:
+            raise LookupError(label)
+        model = next((s for s in served.values() if s.bundle == bundle), None) or Served(label, bundle)
+        served[label] = model
+        if name == "current":
+            served["current"] = model
+    refused = {}
+    for row in _rows(instance, store):
+        if row["release_name"] not in served:
+            refused.setdefault(row["release_name"], (
+                f"rejected by the release gate (run {row['run_id'][:8]})" if row["decision"] != "release"
+                else "a release this server was not started with (ftassets serve NAME)"))
+    return served, refused
+
+
+def serve(args) -> int:
+    from ftassets.lib.release import server
+
+    instance, store = _context()
+    try:
+        served, refused = served_releases(instance, store, args.release)
+    except LookupError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    if args.host not in server.LOOPBACK:
+        print(f"error: serve binds to loopback only (127.0.0.1, localhost, ::1), not {args.host!r}", file=sys.stderr)
+        return 2
+    print(f"serving {', '.join(served)} on http://{args.host}:{args.port}/v1 (OpenAI chat completions)", file=sys.stderr)
+    server.serve(server.build_app(served, refused), args.host, args.port)
+    return 0

@@ -4,6 +4,8 @@ makes an earlier release current again (the champion follows, and the event log 
 
 import json
 import shutil
+import threading
+import time
 
 import dagster as dg
 import pytest
@@ -23,19 +25,17 @@ from ftassets_tests.conftest import DATA
 POLICY = "default: {max_new_tokens: 12, temperature: 0.0}\nplatform_qa: {max_new_tokens: 6, temperature: 0.0}\n"
 
 
-def _bundle(folder, model_dir, name: str, nudge: float = 0.0):
-    """A serving bundle as serving_bundle writes one (model, decoding policy, manifest, file record)."""
-    import torch
+def _bundle(folder, model_dir, name: str, scale: float):
+    """A serving bundle as serving_bundle writes one (model, decoding policy, manifest, file record). The
+    random tiny model only repeats the prompt's last token ("\n": an empty reply); its attention output
+    and MLP weights scaled up, it says something, and each scale something else."""
     from safetensors.torch import load_file, save_file
 
-    model = folder / file_name("serving_bundle", "model")
-    shutil.copytree(model_dir, model)
-    if nudge:  # another model: one weight matrix moved
-        weights = folder / file_name("serving_bundle", "model_weights")
-        tensors = load_file(weights)
-        key = next(k for k in tensors if k.endswith("o_proj.weight"))
-        tensors[key] = tensors[key] + nudge * torch.ones_like(tensors[key])
-        save_file(tensors, weights, metadata={"format": "pt"})
+    shutil.copytree(model_dir, folder / file_name("serving_bundle", "model"))
+    weights = folder / file_name("serving_bundle", "model_weights")
+    tensors = load_file(weights)
+    save_file({k: v * scale if ("mlp" in k or "o_proj" in k) else v for k, v in tensors.items()}, weights,
+              metadata={"format": "pt"})
     (folder / file_name("serving_bundle", "decoding_policy")).write_text(POLICY)
     (folder / file_name("serving_bundle", "manifest")).write_text(json.dumps({"release_name": name}))
     (folder / file_name("serving_bundle", "files")).write_text(json.dumps(bundle_files(folder)))
@@ -59,8 +59,8 @@ def released(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setenv("FTASSETS_ARTIFACTS_DIR", str(artifacts))
     store = ArtifactStore(data_dir=str(DATA), artifacts_dir=str(artifacts))
     weights = {}
-    for name, nudge in (("rel-a", 0.0), ("rel-c", 0.05)):
-        kept = versions.keep(_bundle(tmp_path / name, tiny_model_dir, name, nudge), store.catalog.releases())
+    for name, scale in (("rel-a", 10.0), ("rel-c", 12.0)):
+        kept = versions.keep(_bundle(tmp_path / name, tiny_model_dir, name, scale), store.catalog.releases())
         weights[name] = sha256_file(kept / file_name("serving_bundle", "model_weights"))
     assert weights["rel-a"] != weights["rel-c"]
     instance = dg.DagsterInstance.get()
@@ -129,6 +129,7 @@ def test_chat_answers_as_the_release_does_with_its_decoding_policy(released, cap
     expected = generate_by_task(model, tokenizer, [{"task": "platform_qa", "prompt": first}], policy)[0]
     second = first + [{"role": "assistant", "content": expected}, {"role": "user", "content": "And then?"}]
     expected_next = generate_by_task(model, tokenizer, [{"task": "platform_qa", "prompt": second}], policy)[0]
+    assert expected and expected_next and expected != expected_next  # replies worth comparing
 
     assert cli.main(["chat", "rel-a", "--task", "platform_qa", "--message", "How do I reset my VPN token?",
                      "--message", "And then?"]) == 0
@@ -143,4 +144,65 @@ def test_chat_answers_as_the_release_does_with_its_decoding_policy(released, cap
     assert cli.main(["chat", "--task", "no_such_task", "--message", "hi"]) == 2
     assert "not in the release's decoding policy" in capsys.readouterr().err
     assert cli.main(["chat", "rel-b", "--message", "hi"]) == 2
+    assert "was rejected" in capsys.readouterr().err
+
+
+def test_serve_answers_the_openai_client_for_each_served_release_and_refuses_others_by_name(released):
+    import socket
+
+    import openai
+    import uvicorn
+
+    from ftassets.cli_releases import served_releases
+    from ftassets.lib.release.server import build_app
+
+    instance, store, weights = released
+    served, refused = served_releases(instance, store, ["rel-a"])
+    assert sorted(served) == ["current", "rel-a", "rel-c"] and served["current"] is served["rel-c"]
+    assert "rejected by the release gate" in refused["rel-b"]
+    with socket.socket() as probe:  # a free loopback port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(build_app(served, refused), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="not-used", max_retries=0)
+        assert sorted(m.id for m in client.models.list()) == ["current", "rel-a", "rel-c"]
+        ask = [{"role": "user", "content": "How do I reset my VPN token?"}]
+        answered = {}
+        for name in ("rel-a", "rel-c"):
+            model_dir = versions.version_dir(store.catalog.releases(), weights[name]) / "model"
+            model, tokenizer = load_model(model_dir), load_tokenizer(model_dir)
+            expected = generate_by_task(model, tokenizer, [{"task": "platform_qa", "prompt": ask}],
+                                        {"default": {"max_new_tokens": 6, "temperature": 0.0}})[0]
+            done = client.chat.completions.create(model=name, messages=ask, extra_body={"task": "platform_qa"})
+            assert expected and done.model == name and done.choices[0].message.content == expected, name
+            assert 0 < done.usage.completion_tokens <= 6 and done.usage.prompt_tokens > 5  # its policy: 6 tokens
+            answered[name] = expected
+            capped = client.chat.completions.create(model=name, messages=ask, max_tokens=2)
+            assert (capped.usage.completion_tokens, capped.choices[0].finish_reason) == (2, "length")
+        assert answered["rel-a"] != answered["rel-c"]  # the `model` field picks the release
+        replies = {n: client.chat.completions.create(model=n, messages=ask).choices[0].message.content
+                   for n in ("current", "rel-c")}
+        assert replies["current"] == replies["rel-c"] and len(replies["current"]) > len(answered["rel-c"])
+        with pytest.raises(openai.NotFoundError, match="rel-b.*rejected by the release gate"):
+            client.chat.completions.create(model="rel-b", messages=ask)
+        with pytest.raises(openai.NotFoundError, match="no release of that name"):
+            client.chat.completions.create(model="gpt-4o", messages=ask)
+        with pytest.raises(openai.BadRequestError, match="not in rel-a's decoding policy"):
+            client.chat.completions.create(model="rel-a", messages=ask, extra_body={"task": "no_such_task"})
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_serve_refuses_a_non_loopback_host_and_an_unservable_release(released, capsys):
+    assert cli.main(["serve", "--host", "0.0.0.0"]) == 2
+    assert "loopback only" in capsys.readouterr().err
+    assert cli.main(["serve", "rel-b"]) == 2
     assert "was rejected" in capsys.readouterr().err

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 
 def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int | list[int] = 64,
-             temperature: float = 0.0, batch_size: int = 48, seed: int = 0) -> list[str]:
+             temperature: float = 0.0, batch_size: int = 48, seed: int = 0,
+             stopped: list | None = None) -> list[str]:
     """Generate one reply per conversation (greedy when temperature == 0), in input order.
 
     `max_new_tokens` may be one limit per conversation: each batch generates up to its largest limit
     and every reply is cut at its own (for greedy decoding that is the same reply a separate call
-    with the smaller limit gives). Conversations are batched by prompt length, so little padding."""
+    with the smaller limit gives). Conversations are batched by prompt length, so little padding.
+    `stopped`, when given, receives per conversation (tokens generated, whether it ended at EOS)."""
     import torch
 
     limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(conversations)
@@ -34,6 +36,9 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
             new = out[:, batch["input_ids"].shape[1]:]
             for row, n in enumerate(chunk):
                 outputs[n] = tokenizer.decode(new[row, :limits[n]], skip_special_tokens=True).strip()
+                if stopped is not None:
+                    ends = (new[row, :limits[n]] == tokenizer.eos_token_id).nonzero()
+                    stopped[n] = (int(ends[0]) + 1, True) if len(ends) else (min(limits[n], new.shape[1]), False)
     finally:
         tokenizer.padding_side = previous_side
     return outputs
