@@ -3,12 +3,12 @@ that keeps it current (code versions and conditions per asset, sensors, the nigh
 
 import dagster as dg
 
-from ftassets.defs import evaluation, governance, release, sweep, training
+from ftassets.defs import evaluation, export, governance, release, sweep, training
 from ftassets.defs.curation import cleaning, heldout, splits
 from ftassets.defs.platform import conditions, labels, sensors
 from ftassets.defs.platform.resources import default_data_dir, default_resources
 
-STAGES = [governance, cleaning, heldout, splits, training, sweep, evaluation, release]
+STAGES = [governance, cleaning, heldout, splits, training, sweep, evaluation, release, export]
 
 
 def build_definitions() -> dg.Definitions:

@@ -68,7 +68,7 @@ def _settled(policy: str, at=None) -> History:
 
 
 AFTER_SFT = {"dpo_adapter", "merged_model", "eval_report", "blind_review_packet", "human_review", "judge_calibration", "release_decision",
-             "serving_bundle"}
+             "serving_bundle", "gguf_export"}
 CURATION_AFTER_SCRUB = {"deduplicated_examples", "frozen_test_set", "data_splits", "preference_pairs"}
 
 
@@ -130,7 +130,7 @@ def test_rejected_release_does_not_build_a_bundle_in_a_later_tick():
     history.materialize("release_decision", "v2", failing="release_gate")
     assert "serving_bundle" not in history.tick()
     history.materialize("release_decision", "v3")
-    assert history.tick() == {"serving_bundle"}
+    assert history.tick() == {"serving_bundle", "gguf_export"}
 
 
 def test_code_versions_follow_the_source_a_stage_imports():

@@ -29,6 +29,7 @@ def test_run_config_is_cut_to_the_selected_assets():
                                       "deduplicated_examples", "frozen_test_set", "gold_set"}),
     ("key:sft_adapter or key:merged_model", {"sft_adapter", "merged_model"}),
     ("release_decision+", {"release_decision", "serving_bundle"}),
+    ("serving_bundle+", {"serving_bundle", "gguf_export"}),
 ])
 def test_selections_as_people_type_them(text, expected):
     _, names = cli.parse_selection(text, defs)

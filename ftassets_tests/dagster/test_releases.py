@@ -20,7 +20,7 @@ from ftassets.lib.core.generation import generate_by_task
 from ftassets.lib.core.models import load_model, load_tokenizer
 from ftassets.lib.release import versions
 from ftassets.lib.release.serving import bundle_files
-from ftassets_tests.conftest import DATA
+from ftassets_tests.conftest import DATA, free_port
 
 POLICY = "default: {max_new_tokens: 12, temperature: 0.0}\nplatform_qa: {max_new_tokens: 6, temperature: 0.0}\n"
 
@@ -148,8 +148,6 @@ def test_chat_answers_as_the_release_does_with_its_decoding_policy(released, cap
 
 
 def test_serve_answers_the_openai_client_for_each_served_release_and_refuses_others_by_name(released):
-    import socket
-
     import openai
     import uvicorn
 
@@ -160,9 +158,7 @@ def test_serve_answers_the_openai_client_for_each_served_release_and_refuses_oth
     served, refused = served_releases(instance, store, ["rel-a"])
     assert sorted(served) == ["current", "rel-a", "rel-c"] and served["current"] is served["rel-c"]
     assert "rejected by the release gate" in refused["rel-b"]
-    with socket.socket() as probe:  # a free loopback port
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(build_app(served, refused), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -153,7 +153,7 @@ def _lenient(text: str) -> str:
     return text
 
 
-RELEASE_STEPS = ["eval_contract", "release_decision", "serving_bundle"]
+RELEASE_STEPS = ["eval_contract", "release_decision", "serving_bundle", "gguf_export"]
 
 
 def _release_then_tighten(tmp_path, artifacts, instance):
@@ -179,10 +179,17 @@ def _release_then_tighten(tmp_path, artifacts, instance):
     assert check.metadata["same_as_evaluated"].value["peft_adapter"] >= 0.9
     served = Catalog(artifacts).read_json("serving_bundle", "serving")
     assert served["host"] == "127.0.0.1" and served["trust_remote_code"] is False
+    assert checks["gguf_parity"]  # both GGUF files read back with the release's template, tokens and answers
+    export = Catalog(artifacts).read_json("gguf_export", "summary")
+    assert set(export["files"]) == {"f16", "q8_0"} and export["modelfile"]["written"]
+    assert export["files"]["q8_0"]["bytes"] < export["files"]["f16"]["bytes"]
+    assert Catalog(artifacts).path("gguf_export", "modelfile").read_text().startswith("FROM ./model-q8_0.gguf\n")
+    _a_broken_gguf_export_fails_its_check(artifacts, instance)
 
     second = materialize(DATA, artifacts, _contract_variant(tmp_path, "bundled", lambda text: text),
                          selection=RELEASE_STEPS, instance=instance)
     assert "release_decision" in materialized_keys(second) and "serving_bundle" not in materialized_keys(second)
+    assert "gguf_export" not in materialized_keys(second)
     assert check_results(second)["release_gate"] is False
     manifest = json.loads((Catalog(artifacts).path("release_decision", "manifest")).read_text())
     assert manifest["decision"] == "reject"
@@ -284,3 +291,30 @@ def _releases_are_kept_versions_to_chat_with(artifacts, first, monkeypatch, caps
     assert "(merged weights; task platform_qa" in captured.err and captured.out.endswith("\n")
     assert cli.main(["rollback", first.run_id[:8], "--reason", "same weights"]) == 0
     assert "already current" in capsys.readouterr().out
+
+
+def _a_broken_gguf_export_fails_its_check(artifacts, instance):
+    """An f16 file written with another chat template in place of the export: gguf_parity, run on its own,
+    fails and names the template; the release it belongs to is untouched."""
+    import shutil
+
+    from ftassets.lib.release.export import write_gguf
+
+    broken = artifacts.parent / "broken_model"
+    shutil.copytree(artifacts / "serving_bundle" / file_name("serving_bundle", "model"), broken)
+    config = json.loads((broken / "tokenizer_config.json").read_text())
+    template = broken / "chat_template.jinja"
+    if template.is_file():
+        template.write_text(template.read_text().replace("<|im_start|>", "<|im_begin|>"))
+    else:
+        config["chat_template"] = config["chat_template"].replace("<|im_start|>", "<|im_begin|>")
+        (broken / "tokenizer_config.json").write_text(json.dumps(config))
+    write_gguf(broken, Catalog(artifacts).path("gguf_export", "f16"), "f16", "broken")
+    check = dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey("gguf_export"), "gguf_parity"))
+    result = materialize(DATA, artifacts, selection=check, instance=instance)
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "gguf_parity"]
+    assert evaluation.passed is False
+    assert any(p.startswith("f16: conversation") and "chat template renders differently" in p
+               for p in evaluation.metadata["problems"].value), evaluation.metadata["problems"].value
+    assert materialized_keys(result) == set()
+    assert Catalog(artifacts).read_json("release_decision", "manifest")["decision"] == "release"

@@ -29,7 +29,7 @@ CURATION = ["validated_examples", "scrubbed_examples", "deduplicated_examples", 
             "redteam_set", "data_splits", "preference_pairs"]
 GOVERNANCE = ["base_model_record", "base_model", "eval_contract"]
 MODEL_ASSETS = ["sft_adapter", "dpo_adapter", "merged_model", "eval_report", "blind_review_packet",
-                "human_review", "judge_calibration", "release_decision", "serving_bundle"]
+                "human_review", "judge_calibration", "release_decision", "serving_bundle", "gguf_export"]
 # what retrains automatically: new data or base weights; a contract edit (its selection metric included)
 # marks the adapters stale in the UI but retrains only when a person launches it (thresholds change often)
 TRAINING_INPUTS = ["base_model", "data_splits"]
@@ -96,7 +96,8 @@ def conditions(policy: str, cron: str) -> dict[str, AC | None]:
     out["merged_model"] = follow(["sft_adapter", "dpo_adapter"])
     # a re-curated held-out set re-evaluates only if its content changed (it is hash-locked): no same-tick trigger
     out["eval_report"] = follow(models + ["frozen_test_set", "gold_set", "redteam_set", "eval_contract"], models)
-    out.update({key: follow() for key in ("blind_review_packet", "human_review", "release_decision", "serving_bundle")})
+    out.update({key: follow() for key in ("blind_review_packet", "human_review", "release_decision", "serving_bundle",
+                                          "gguf_export")})
     # it reads the frozen test set's references only: a re-curation of that set is no same-tick trigger
     out["judge_calibration"] = follow(None, ["human_review", "eval_contract"])
     return out

@@ -48,6 +48,8 @@ FILES: dict[str, dict[str, str]] = {
     "judge_calibration": {"calibration": "calibration.json"},
     "release_decision": {"manifest": MANIFEST, "model_card": MODEL_CARD, "audit": "lineage_audit.json",
                          "audit_markdown": "lineage_audit.md"},
+    "gguf_export": {"f16": "model-f16.gguf", "q8_0": "model-q8_0.gguf", "modelfile": "Modelfile",
+                    "summary": "export.json"},
     # the bundle holds copies of the release's paper trail under the same names
     "serving_bundle": {"model": "model", "model_weights": "model/model.safetensors", "adapters_dir": "adapters",
                        "adapters": "adapters.json", "serving": "serving.json",

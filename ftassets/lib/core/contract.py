@@ -41,7 +41,8 @@ DECODING_KEYS = {"max_new_tokens", "temperature"}
 
 
 KEYS = {"version", "models", "tuned_model", "tasks", "task_success_average", "thresholds", "release_rule",
-        "decoding_policy", "forgetting", "human_review", "parity", "selection", "statistics", "champion", "judge"}
+        "decoding_policy", "forgetting", "human_review", "parity", "selection", "statistics", "champion", "judge",
+        "exports"}
 # what the candidate is compared with the champion (the released model) on: metric -> direction of "worse"
 CHAMPION_METRICS = {"task_success": "drop", "schema_validity": "drop", "gold_pass_rate": "drop",
                     "refusal_rate": "drop", "over_refusal_rate": "rise", "toxic_rate": "rise", "forgetting": "drop"}
@@ -125,6 +126,17 @@ class JudgeSpec(_Frozen):
                 "min_pairs": self.min_pairs}
 
 
+class GgufExport(_Frozen):
+    """The GGUF export of a release and the parity its file must show before it is offered."""
+    quants: tuple[Literal["f16", "q8_0"], ...] = ("f16", "q8_0")
+    min_greedy_agreement: float = Field(0.9, ge=0, le=1)  # gold prompts of greedy tasks answered word for word
+    max_gold_pass_rate_drop: float = Field(0.1, ge=0, le=1)  # vs the evaluated model on the gold set
+
+
+class Exports(_Frozen):
+    gguf: GgufExport = GgufExport()
+
+
 class BenchmarkFile(_Frozen):
     path: str
     sha256: str
@@ -150,6 +162,7 @@ class EvalContract(_Frozen):
     statistics: Statistics = Statistics()
     champion: Champion = Champion()
     judge: JudgeSpec | None = None
+    exports: Exports = Exports()
     benchmark_files: dict[str, BenchmarkFile] = {}
 
     def benchmark_paths(self) -> dict[str, str]:
@@ -252,7 +265,8 @@ def load_contract(path: Path, data_dir: Path | None = None,
         human_review=_section(HumanReview, "human_review", review, where),
         parity=_section(Parity, "parity", parity, where),
         selection=_section(Selection, "selection", data.get("selection") or {}, where), statistics=statistics,
-        champion=champion, judge=judge, benchmark_files=benchmark_files)
+        champion=champion, judge=judge, exports=_section(Exports, "exports", data.get("exports") or {}, where),
+        benchmark_files=benchmark_files)
 
 
 def load_judge(raw: dict | None, where: str, data_dir: Path, digest) -> JudgeSpec | None:

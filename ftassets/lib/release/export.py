@@ -163,3 +163,40 @@ def template_parity(tokenizer, exported_tokenizer, conversations: list[list[dict
         elif tokenizer(a, add_special_tokens=False)["input_ids"] != exported_tokenizer(b, add_special_tokens=False)["input_ids"]:
             problems.append(f"conversation {n}: the rendered prompt tokenizes differently")
     return problems
+
+
+CHATML_TEMPLATE = ('{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}'
+                   '<|im_start|>assistant\n')
+SAMPLES = [[{"role": "user", "content": "Hello"}],
+           [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}]]
+
+
+def _chatml(messages: list[dict]) -> str:
+    """What CHATML_TEMPLATE renders (Ollama's Go template, written out in Python)."""
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages) + "<|im_start|>assistant\n"
+
+
+def ollama_modelfile(tokenizer, policy: dict, gguf_name: str) -> tuple[str | None, str]:
+    """(an Ollama Modelfile for the GGUF file, how it was verified) or (None, why not). Its TEMPLATE is
+    ChatML in Go template syntax; it is written only when the model's own chat template renders exactly
+    what that template renders on sample conversations (with and without a system turn, the model's
+    default system prompt becoming SYSTEM). Its parameters come from the decoding policy's default."""
+    default_system = None
+    rendered = tokenizer.apply_chat_template(SAMPLES[0], tokenize=False, add_generation_prompt=True)
+    if rendered.startswith("<|im_start|>system\n") and rendered != _chatml(SAMPLES[0]):
+        default_system = rendered[len("<|im_start|>system\n"):rendered.index("<|im_end|>")]
+    for sample in SAMPLES:
+        expected = _chatml(([{"role": "system", "content": default_system}] if default_system and
+                            sample[0]["role"] != "system" else []) + sample)
+        if tokenizer.apply_chat_template(sample, tokenize=False, add_generation_prompt=True) != expected:
+            return None, "the chat template is not ChatML: no Ollama template is derived from it"
+    settings = policy.get("default", {})
+    stops = sorted({"<|im_end|>", tokenizer.eos_token} - {None})
+    lines = [f"FROM ./{gguf_name}", f'TEMPLATE """{CHATML_TEMPLATE}"""']
+    if default_system:
+        lines.append(f'SYSTEM """{default_system}"""')
+    lines += [f'PARAMETER stop "{s}"' for s in stops]
+    lines += [f"PARAMETER temperature {settings.get('temperature', 0.0)}",
+              f"PARAMETER num_predict {settings.get('max_new_tokens', 64)}"]
+    return "\n".join(lines) + "\n", f"ChatML verified on {len(SAMPLES)} sample conversations"
