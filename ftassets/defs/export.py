@@ -4,8 +4,8 @@ against the evaluated model before it is offered. A failed export never touches 
 import dagster as dg
 
 from ftassets.defs.platform.resources import ArtifactStore
+from ftassets.defs.release import released_bundle
 from ftassets.lib.core.catalog import file_name
-from ftassets.lib.core.contract import EvalContract
 from ftassets.lib.core.files import sha256_json
 from ftassets.lib.release import export, serving
 
@@ -36,9 +36,7 @@ def _gguf_pre(store: ArtifactStore, model_dir) -> str:
 def gguf_export(store: ArtifactStore) -> dg.MaterializeResult:
     from ftassets.lib.core.models import load_tokenizer
 
-    bundle = store.artifact("serving_bundle")
-    manifest = store.read_json("serving_bundle", "manifest")
-    contract = EvalContract.model_validate(manifest["contract"])
+    bundle, manifest, contract = released_bundle(store)
     model_dir = bundle / file_name("serving_bundle", "model")
     quants = contract.exports.gguf.quants
     pre = _gguf_pre(store, model_dir)
@@ -71,9 +69,7 @@ def gguf_parity(store: ArtifactStore) -> dg.AssetCheckResult:
     from ftassets.lib.core.models import load_tokenizer
     from ftassets.lib.core.scoring import gold_item_passes, schema_tasks
 
-    bundle = store.artifact("serving_bundle")
-    manifest = store.read_json("serving_bundle", "manifest")
-    contract = EvalContract.model_validate(manifest["contract"])
+    bundle, manifest, contract = released_bundle(store)
     spec, policy = contract.exports.gguf, serving.decoding_policy(bundle)
     summary = store.read_json("gguf_export", "summary")
     evaluated = {g["id"]: g for g in store.read_json("serving_bundle", "report")["models"][manifest["tuned_model"]]["gold_items"]}

@@ -263,6 +263,12 @@ def serving_bundle(config: ServingConfig, store: ArtifactStore) -> dg.Materializ
                                 data_version=dg.DataVersion(sha256_json(files)[:32]))
 
 
+def released_bundle(store: ArtifactStore) -> tuple[Path, dict, EvalContract]:
+    """The newest serving bundle's folder, its manifest, and the contract it was released under."""
+    manifest = store.read_json("serving_bundle", "manifest")
+    return store.artifact("serving_bundle"), manifest, EvalContract.model_validate(manifest["contract"])
+
+
 @dg.asset_check(asset=serving_bundle, blocking=True, additional_deps=["gold_set", "base_model", "eval_report"],
                 description="Loads the bundle as a server would (transformers pipeline for the merged model, peft "
                             "for the adapter stack), answers the gold prompts at the contract's bar, and gives the "
@@ -271,9 +277,7 @@ def bundle_answers_golden_prompts(store: ArtifactStore) -> dg.AssetCheckResult:
     from ftassets.lib.core.models import load_tokenizer
     from ftassets.lib.core.scoring import gold_item_passes, schema_tasks
 
-    bundle = store.artifact("serving_bundle")
-    manifest = store.read_json("serving_bundle", "manifest")
-    contract = EvalContract.model_validate(manifest["contract"])
+    bundle, manifest, contract = released_bundle(store)
     bar, schemas = contract.thresholds.get("gold_pass_rate_min", 0.0), schema_tasks(contract.tasks)
     evaluated = {g["id"]: g["reply"] for g in store.read_json("serving_bundle", "report")[
         "models"][manifest["tuned_model"]]["gold_items"]}
