@@ -36,6 +36,9 @@ def add_parsers(sub) -> None:
     p.add_argument("release", nargs="*", help="earlier releases to serve beside the current one (names or run ids)")
     p.add_argument("--host", default="127.0.0.1", help="loopback only: 127.0.0.1 (default), localhost or ::1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--adapters", action="store_true",
+                   help="serve each release as its adapter stack on one shared base model (one base in memory) "
+                        "instead of its merged weights")
     p.set_defaults(func=serve)
 
 
@@ -178,20 +181,31 @@ def chat(args) -> int:
             print(("model> " if interactive else "") + talk.say(text), flush=True)
 
 
-def served_releases(instance, store, names: list[str]) -> tuple[dict, dict]:
+def served_releases(instance, store, names: list[str], adapters: bool = False) -> tuple[dict, dict]:
     """({model name: Served}, {other release name: why it is not served}); the current release is served
-    under its name and as `current`. A named release that cannot be served raises LookupError."""
-    from ftassets.lib.release.server import Served
+    under its name and as `current`. A named release that cannot be served raises LookupError. With
+    `adapters`, every release is its adapter stack on one shared base (the store's base_model)."""
+    from ftassets.lib.release.server import Served, SharedBase
 
-    served: dict = {}
+    bundles: dict = {}
+    aliases = []
     for name in ["current", *names]:
         bundle, label = _bundle(instance, store, name)
         if bundle is None:
             raise LookupError(label)
-        model = next((s for s in served.values() if s.bundle == bundle), None) or Served(label, bundle)
-        served[label] = model
+        bundles.setdefault(label, bundle)
         if name == "current":
-            served["current"] = model
+            aliases.append(label)
+    unique = {}  # one model per bundle, whatever names point at it
+    for label, bundle in bundles.items():
+        unique.setdefault(bundle, label)
+    try:
+        shared = SharedBase(store.artifact("base_model"), {label: b for b, label in unique.items()}) if adapters else None
+    except (ValueError, FileNotFoundError) as exc:
+        raise LookupError(str(exc)) from None
+    models = {bundle: Served(label, bundle, shared) for bundle, label in unique.items()}
+    served = {label: models[bundle] for label, bundle in bundles.items()}
+    served["current"] = served[aliases[0]]
     refused = {}
     for row in _rows(instance, store):
         if row["release_name"] not in served:
@@ -204,15 +218,17 @@ def served_releases(instance, store, names: list[str]) -> tuple[dict, dict]:
 def serve(args) -> int:
     from ftassets.lib.release import server
 
-    instance, store = _context()
-    try:
-        served, refused = served_releases(instance, store, args.release)
-    except LookupError as exc:
-        print(f"error: {exc.args[0]}", file=sys.stderr)
-        return 2
     if args.host not in server.LOOPBACK:
         print(f"error: serve binds to loopback only (127.0.0.1, localhost, ::1), not {args.host!r}", file=sys.stderr)
         return 2
-    print(f"serving {', '.join(served)} on http://{args.host}:{args.port}/v1 (OpenAI chat completions)", file=sys.stderr)
+    instance, store = _context()
+    try:
+        served, refused = served_releases(instance, store, args.release, args.adapters)
+    except LookupError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    way = "adapter stacks on one shared base" if args.adapters else "merged weights"
+    print(f"serving {', '.join(served)} ({way}) on http://{args.host}:{args.port}/v1 (OpenAI chat completions)",
+          file=sys.stderr)
     server.serve(server.build_app(served, refused), args.host, args.port)
     return 0

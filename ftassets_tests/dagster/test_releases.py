@@ -202,3 +202,67 @@ def test_serve_refuses_a_non_loopback_host_and_an_unservable_release(released, c
     assert "loopback only" in capsys.readouterr().err
     assert cli.main(["serve", "rel-b"]) == 2
     assert "was rejected" in capsys.readouterr().err
+
+
+def _adapter_bundle(folder, base_dir, seed: int):
+    """A bundle whose merged weights are the base plus one random LoRA adapter, kept with that adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from ftassets.lib.core.models import weights_sha256
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"],
+                                            init_lora_weights=False))
+    adapters = folder / file_name("serving_bundle", "adapters_dir")
+    peft.save_pretrained(str(adapters / "sft_adapter"))
+    merged = peft.merge_and_unload()
+    merged.save_pretrained(str(folder / file_name("serving_bundle", "model")), safe_serialization=True)
+    load_tokenizer(base_dir).save_pretrained(str(folder / file_name("serving_bundle", "model")))
+    (folder / file_name("serving_bundle", "adapters")).write_text(json.dumps({
+        "stack": [f"{file_name('serving_bundle', 'adapters_dir')}/sft_adapter"], "merge_all_but_last": True,
+        "base_model": {"weights_sha256": weights_sha256(base_dir), "model": "tiny"}}))
+    (folder / file_name("serving_bundle", "decoding_policy")).write_text(POLICY)
+    (folder / file_name("serving_bundle", "manifest")).write_text(json.dumps({"release_name": folder.name}))
+    (folder / file_name("serving_bundle", "files")).write_text(json.dumps(bundle_files(folder)))
+    return folder
+
+
+def test_serve_adapters_puts_every_release_s_stack_on_one_base_and_answers_as_its_merged_model(
+        tmp_path, tiny_model_dir, monkeypatch):
+    from ftassets.cli_releases import served_releases
+
+    home, artifacts = tmp_path / "home", tmp_path / "artifacts"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    store = ArtifactStore(data_dir=str(DATA), artifacts_dir=str(artifacts))
+    base = _bundle(tmp_path / "talking", tiny_model_dir, "base", 10.0) / file_name("serving_bundle", "model")
+    shutil.copytree(base, store.artifact("base_model"))  # the base says something: replies worth comparing
+    instance = dg.DagsterInstance.get()
+    merged = {}
+    for name, seed in (("rel-x", 1), ("rel-y", 2)):
+        kept = versions.keep(_adapter_bundle(tmp_path / name, store.artifact("base_model"), seed), store.catalog.releases())
+        _decide(instance, name, "release", sha256_file(kept / file_name("serving_bundle", "model_weights")), 0.6)
+        merged[name] = kept / file_name("serving_bundle", "model")
+    served, _ = served_releases(instance, store, ["rel-x"], adapters=True)
+    assert served["rel-x"].shared is served["rel-y"].shared is not None  # one base in memory for both
+    assert served["current"] is served["rel-y"]
+    ask = [{"role": "user", "content": "How do I reset my VPN token?"}]
+    replies = {}
+    for name in ("rel-x", "rel-y", "rel-x"):  # switching back and forth activates the right stack
+        reply, usage, _ = served[name].answer(ask, "platform_qa", None, None)
+        expected = generate_by_task(load_model(merged[name]), load_tokenizer(merged[name]),
+                                    [{"task": "platform_qa", "prompt": ask}],
+                                    {"default": {"max_new_tokens": 6, "temperature": 0.0}})[0]
+        assert reply == expected and usage["completion_tokens"] > 0, (name, reply, expected)
+        replies[name] = reply
+    assert replies["rel-x"] != replies["rel-y"]
+
+    other = store.artifact("base_model") / file_name("serving_bundle", "model_weights").split("/")[-1]
+    other.chmod(0o644)
+    other.write_bytes(other.read_bytes()[:-4] + b"\0\0\0\0")  # another base than the adapters were trained on
+    with pytest.raises(LookupError, match="its adapters were trained on base weights"):
+        served_releases(instance, store, [], adapters=True)

@@ -10,6 +10,7 @@ policy. A name that is not served gets 404 with the reason (rejected, or not sta
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -40,15 +41,75 @@ class ChatRequest(BaseModel):
     task: str | None = None  # an extra body field: answer with this task's decoding policy
 
 
+class SharedBase:
+    """One base model in memory with the adapter stacks of several releases loaded on it (peft, each stack
+    a set of live LoRA adapters); a request activates its release's stack. The base is verified against
+    every bundle's adapters.json (weights sha256) before any adapter is loaded."""
+
+    def __init__(self, base_dir: Path, bundles: dict[str, Path]):
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        from ftassets.lib.core.catalog import file_name
+        from ftassets.lib.core.models import _warm_up, weights_sha256
+
+        found = weights_sha256(Path(base_dir))
+        stacks = {}
+        for name, bundle in bundles.items():
+            spec = json.loads((Path(bundle) / file_name("serving_bundle", "adapters")).read_text(encoding="utf-8"))
+            if spec["base_model"]["weights_sha256"] != found:
+                raise ValueError(f"{name}: its adapters were trained on base weights "
+                                 f"{spec['base_model']['weights_sha256'][:16]}, not {base_dir}'s {found[:16]}")
+            stacks[name] = [Path(bundle) / a for a in spec["stack"]]
+        model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, use_safetensors=True,
+                                                     trust_remote_code=False)
+        self.active: dict[str, list[str]] = {}
+        for r, (name, stack) in enumerate(stacks.items()):
+            self.active[name] = [f"release{r}_{i}" for i in range(len(stack))]
+            for adapter_name, path in zip(self.active[name], stack):
+                if not isinstance(model, PeftModel):
+                    model = PeftModel.from_pretrained(model, str(path), adapter_name=adapter_name)
+                else:
+                    model.load_adapter(str(path), adapter_name=adapter_name)
+        self.model = model.eval()
+        self.lock = threading.Lock()
+        for name in self.active:  # peft's first pass of a fresh stack may differ (lib/core/models._warm_up)
+            self.activate(name)
+            _warm_up(self.model)
+
+    def activate(self, name: str) -> None:
+        self.model.base_model.set_adapter(self.active[name])
+
+
+class _OnBase:
+    """A release's conversation settings with the shared base as its model (Conversation's interface)."""
+
+    def __init__(self, bundle: Path, shared: SharedBase):
+        from ftassets.lib.core.catalog import file_name
+        from ftassets.lib.core.models import load_tokenizer
+        from ftassets.lib.release import serving
+
+        self.policy = serving.decoding_policy(bundle)
+        self.tokenizer = load_tokenizer(Path(bundle) / file_name("serving_bundle", "model"))
+        self.model = shared.model
+
+
 @dataclass
 class Served:
-    """One release the server answers for: its kept bundle, loaded on first use."""
+    """One release the server answers for: its kept bundle (merged weights, loaded on first use), or its
+    adapter stack on a SharedBase."""
 
     name: str
     bundle: Path
+    shared: SharedBase | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     _talk: object = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def way(self) -> str:
+        return "adapters on the shared base" if self.shared else "merged weights"
 
     def answer(self, messages: list[dict], task: str | None, max_tokens: int | None,
                temperature: float | None) -> tuple[str, dict, str]:
@@ -56,9 +117,12 @@ class Served:
         from ftassets.lib.core.generation import generate, task_settings
         from ftassets.lib.release.chat import Conversation
 
-        with self._lock:  # one generation at a time per model: CPU-bound, and the model is shared
+        lock = self.shared.lock if self.shared else self._lock
+        with lock:  # one generation at a time per model: CPU-bound, and the model is shared
             if self._talk is None:
-                self._talk = Conversation(self.bundle)
+                self._talk = _OnBase(self.bundle, self.shared) if self.shared else Conversation(self.bundle)
+            if self.shared:
+                self.shared.activate(self.name)
             talk = self._talk
             if task is not None and task not in talk.policy:
                 raise KeyError(f"task {task!r} is not in {self.name}'s decoding policy")
