@@ -54,13 +54,14 @@ def _rows(instance, store) -> list[dict]:
     from ftassets.lib.release import versions
 
     current = lin.current_release(instance) or {}
+    checks = lin.bundle_checks(instance)
     rows = []
     for record in lin.releases(instance):
         row = lin.release_summary(record)
         kept = versions.version_dir(store.catalog.releases(), row["merged_weights_sha256"]) \
             if row["merged_weights_sha256"] else None
         row["bundle"] = str(kept) if kept is not None and kept.is_dir() else None
-        row["bundle_checks"] = lin.bundle_checks(instance, row["merged_weights_sha256"]) if row["bundle"] else {}
+        row["bundle_checks"] = checks.get(row["merged_weights_sha256"], {}) if row["bundle"] else {}
         row["current"] = record.storage_id == current.get("storage_id")
         rows.append(row)
     return rows
@@ -96,9 +97,24 @@ def _find(rows: list[dict], name: str) -> dict | None:
                  or (len(name) >= 8 and str(r["run_id"]).startswith(name))), None)
 
 
-def rollback(args) -> int:
+def _offered(instance, store, target: dict) -> tuple[Path | None, str]:
+    """(the kept bundle of a release decision, its name) or (None, why it is not offered): rejected by the
+    gate, its bundle failed a check, or the kept bundle is missing or changed."""
     from ftassets.defs.platform import lineage as lin
     from ftassets.lib.release import versions
+
+    if target["decision"] != "release":
+        return None, f"{target['release_name']} (run {target['run_id'][:8]}) was rejected; it is not offered"
+    checks = lin.bundle_checks(instance).get(target["merged_weights_sha256"], {})
+    failed = sorted(check for check, passed in checks.items() if passed is False)
+    if failed:
+        return None, f"{target['release_name']}'s bundle failed {', '.join(failed)}; it is not offered"
+    kept, problem = versions.find(store.catalog.releases(), target["merged_weights_sha256"])
+    return (kept, target["release_name"]) if kept else (None, f"{target['release_name']} cannot be served: {problem}")
+
+
+def rollback(args) -> int:
+    from ftassets.defs.platform import lineage as lin
 
     instance, store = _context()
     rows = _rows(instance, store)
@@ -107,17 +123,9 @@ def rollback(args) -> int:
         print(f"error: no release decision named {args.release!r} in this instance "
               f"(known: {', '.join(sorted({r['release_name'] for r in rows})) or 'none'})", file=sys.stderr)
         return 2
-    if target["decision"] != "release":
-        print(f"error: {target['release_name']} (run {target['run_id'][:8]}) was rejected; only a released model "
-              "can be made current", file=sys.stderr)
-        return 2
-    kept, problem = versions.find(store.catalog.releases(), target["merged_weights_sha256"])
+    kept, problem = _offered(instance, store, target)
     if kept is None:
-        print(f"error: {target['release_name']} cannot be served: {problem}", file=sys.stderr)
-        return 2
-    failed = sorted(check for check, passed in target["bundle_checks"].items() if passed is False)
-    if failed:
-        print(f"error: {target['release_name']}'s bundle failed {', '.join(failed)}; it is not offered", file=sys.stderr)
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     current = lin.current_release(instance)
     if current and current.get("merged_weights_sha256") == target["merged_weights_sha256"]:
@@ -140,13 +148,7 @@ def _bundle(instance, store, name: str) -> tuple[Path | None, str]:
     if target is None:
         return None, ("no release is current in this instance yet" if name == "current"
                       else f"no release decision named {name!r}")
-    if target["decision"] != "release":
-        return None, f"{target['release_name']} was rejected; it has no bundle to talk to"
-    failed = sorted(c for c, ok in lin.bundle_checks(instance, target["merged_weights_sha256"]).items() if ok is False)
-    if failed:
-        return None, f"{target['release_name']}'s bundle failed {', '.join(failed)}; it is not offered"
-    kept, problem = versions.find(store.catalog.releases(), target["merged_weights_sha256"])
-    return (kept, target["release_name"]) if kept else (None, problem)
+    return _offered(instance, store, target)
 
 
 def chat(args) -> int:

@@ -183,11 +183,6 @@ def releases(instance: dg.DagsterInstance, limit: int = 1000) -> list:
     return list(instance.fetch_materializations(dg.AssetKey(RELEASE_ASSET), limit=limit).records)
 
 
-def last_release(instance: dg.DagsterInstance) -> dict | None:
-    """The newest release_decision materialization that released."""
-    return next((s for s in map(release_summary, releases(instance)) if s["decision"] == "release"), None)
-
-
 def rollbacks(instance: dg.DagsterInstance, limit: int = 1000) -> list:
     """Every rollback (an observation of release_decision that names the release made current), newest first."""
     records = instance.fetch_observations(dg.AssetKey(RELEASE_ASSET), limit=limit).records
@@ -208,15 +203,16 @@ def current_release(instance: dg.DagsterInstance) -> dict | None:
         "from": meta.get("rollback_from")}}
 
 
-def bundle_checks(instance: dg.DagsterInstance, weights_sha256: str | None, limit: int = 100) -> dict[str, bool]:
-    """The check results ({check: passed}) of the newest serving_bundle materialization that bundled these
-    merged weights; {} when none did (or no check ran on it)."""
-    records = instance.fetch_materializations(dg.AssetKey("serving_bundle"), limit=limit).records
-    record = next((r for r in records if weights_sha256 and _meta(r).get("weights_sha256") == weights_sha256), None)
-    if record is None:
-        return {}
-    rows = _check_rows(_RunCache(instance).checks(record.run_id), "serving_bundle", record.storage_id)
-    return {r["check"]: r["passed"] for r in rows}
+def bundle_checks(instance: dg.DagsterInstance, limit: int = 100) -> dict[str, dict[str, bool]]:
+    """{merged weights sha256: {check: passed}}: the check results of the newest serving_bundle
+    materialization that bundled those weights (weights never bundled, or unchecked, are absent or {})."""
+    runs, out = _RunCache(instance), {}
+    for record in instance.fetch_materializations(dg.AssetKey("serving_bundle"), limit=limit).records:
+        weights = _meta(record).get("weights_sha256")
+        if weights and weights not in out:  # newest first: an older bundle of the same weights is passed over
+            rows = _check_rows(runs.checks(record.run_id), "serving_bundle", record.storage_id)
+            out[weights] = {r["check"]: r["passed"] for r in rows}
+    return out
 
 
 def _meta(record) -> dict:

@@ -11,7 +11,8 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
     `max_new_tokens` may be one limit per conversation: each batch generates up to its largest limit
     and every reply is cut at its own (for greedy decoding that is the same reply a separate call
     with the smaller limit gives). Conversations are batched by prompt length, so little padding.
-    `stopped`, when given, receives per conversation (tokens generated, whether it ended at EOS)."""
+    `stopped`, when given, receives per conversation (prompt tokens, tokens generated, whether it ended
+    at EOS)."""
     import torch
 
     limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(conversations)
@@ -38,7 +39,8 @@ def generate(model, tokenizer, conversations: list[list[dict]], max_new_tokens: 
                 outputs[n] = tokenizer.decode(new[row, :limits[n]], skip_special_tokens=True).strip()
                 if stopped is not None:
                     ends = (new[row, :limits[n]] == tokenizer.eos_token_id).nonzero()
-                    stopped[n] = (int(ends[0]) + 1, True) if len(ends) else (min(limits[n], new.shape[1]), False)
+                    stopped[n] = (lengths[n], *((int(ends[0]) + 1, True) if len(ends)
+                                                else (min(limits[n], new.shape[1]), False)))
     finally:
         tokenizer.padding_side = previous_side
     return outputs

@@ -14,7 +14,9 @@ from ftassets.lib.release import serving
 class Conversation:
     """One chat with a release: the turns so far and the decoding settings of one task (or the default)."""
 
-    def __init__(self, bundle: Path, base_dir: Path | None = None, task: str = "default", system: str | None = None):
+    def __init__(self, bundle: Path, base_dir: Path | None = None, task: str = "default", system: str | None = None,
+                 model=None):
+        """`model`: one already in memory (a server's shared base with this release's stack active)."""
         from ftassets.lib.core.models import load_model, load_tokenizer
 
         self.bundle = Path(bundle)
@@ -24,8 +26,8 @@ class Conversation:
                            f"(tasks: {', '.join(k for k in self.policy if k != 'default')})")
         self.task = task
         self.tokenizer = load_tokenizer(self.bundle / file_name("serving_bundle", "model"))
-        self.model = (serving.adapter_model(self.bundle, Path(base_dir)) if base_dir is not None
-                      else load_model(self.bundle / file_name("serving_bundle", "model")))
+        self.model = (model if model is not None else serving.adapter_model(self.bundle, Path(base_dir))
+                      if base_dir is not None else load_model(self.bundle / file_name("serving_bundle", "model")))
         self.messages: list[dict] = [{"role": "system", "content": system}] if system else []
 
     @property

@@ -116,7 +116,7 @@ def _add_tokenizer(writer, model_dir: Path, pre: str) -> None:
     if spec["model"]["type"] != "BPE":
         raise ValueError(f"{model_dir}: GGUF export covers byte-level BPE tokenizers; this is {spec['model']['type']}")
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    vocab = {token: index for token, index in spec["model"]["vocab"].items()}
+    vocab = dict(spec["model"]["vocab"])
     added = {t["content"]: t for t in spec.get("added_tokens", [])}
     vocab.update({content: t["id"] for content, t in added.items()})
     size = max(vocab.values()) + 1

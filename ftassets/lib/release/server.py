@@ -10,7 +10,6 @@ policy. A name that is not served gets 404 with the reason (rejected, or not sta
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -51,17 +50,11 @@ class SharedBase:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
-        from ftassets.lib.core.catalog import file_name
         from ftassets.lib.core.models import _warm_up, weights_sha256
+        from ftassets.lib.release.serving import adapter_stack
 
         found = weights_sha256(Path(base_dir))
-        stacks = {}
-        for name, bundle in bundles.items():
-            spec = json.loads((Path(bundle) / file_name("serving_bundle", "adapters")).read_text(encoding="utf-8"))
-            if spec["base_model"]["weights_sha256"] != found:
-                raise ValueError(f"{name}: its adapters were trained on base weights "
-                                 f"{spec['base_model']['weights_sha256'][:16]}, not {base_dir}'s {found[:16]}")
-            stacks[name] = [Path(bundle) / a for a in spec["stack"]]
+        stacks = {name: adapter_stack(bundle, found) for name, bundle in bundles.items()}
         model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32, use_safetensors=True,
                                                      trust_remote_code=False)
         self.active: dict[str, list[str]] = {}
@@ -82,19 +75,6 @@ class SharedBase:
         self.model.base_model.set_adapter(self.active[name])
 
 
-class _OnBase:
-    """A release's conversation settings with the shared base as its model (Conversation's interface)."""
-
-    def __init__(self, bundle: Path, shared: SharedBase):
-        from ftassets.lib.core.catalog import file_name
-        from ftassets.lib.core.models import load_tokenizer
-        from ftassets.lib.release import serving
-
-        self.policy = serving.decoding_policy(bundle)
-        self.tokenizer = load_tokenizer(Path(bundle) / file_name("serving_bundle", "model"))
-        self.model = shared.model
-
-
 @dataclass
 class Served:
     """One release the server answers for: its kept bundle (merged weights, loaded on first use), or its
@@ -107,10 +87,6 @@ class Served:
     _talk: object = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    @property
-    def way(self) -> str:
-        return "adapters on the shared base" if self.shared else "merged weights"
-
     def answer(self, messages: list[dict], task: str | None, max_tokens: int | None,
                temperature: float | None) -> tuple[str, dict, str]:
         """(reply, usage, finish_reason) under the release's decoding policy, with the request's overrides."""
@@ -120,7 +96,7 @@ class Served:
         lock = self.shared.lock if self.shared else self._lock
         with lock:  # one generation at a time per model: CPU-bound, and the model is shared
             if self._talk is None:
-                self._talk = _OnBase(self.bundle, self.shared) if self.shared else Conversation(self.bundle)
+                self._talk = Conversation(self.bundle, model=self.shared.model if self.shared else None)
             if self.shared:
                 self.shared.activate(self.name)
             talk = self._talk
@@ -131,12 +107,10 @@ class Served:
                 settings["max_new_tokens"] = max_tokens
             if temperature is not None:
                 settings["temperature"] = temperature
-            stopped = [None]  # (tokens generated, ended at EOS), from the generation itself
+            stopped = [None]  # (prompt tokens, tokens generated, ended at EOS), from the generation itself
             reply = generate(talk.model, talk.tokenizer, [messages], max_new_tokens=settings["max_new_tokens"],
                              temperature=settings["temperature"], stopped=stopped)[0]
-            text = talk.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            prompt_tokens = len(talk.tokenizer(text, add_special_tokens=False)["input_ids"])
-        completion_tokens, at_eos = stopped[0]
+        prompt_tokens, completion_tokens, at_eos = stopped[0]
         return reply, {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                        "total_tokens": prompt_tokens + completion_tokens}, "stop" if at_eos else "length"
 

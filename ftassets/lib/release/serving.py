@@ -49,16 +49,22 @@ def pipeline_answers(pipe, items: list[dict], policy: dict, batch_size: int = 8)
     return replies
 
 
+def adapter_stack(bundle: Path, base_weights_sha256: str) -> list[Path]:
+    """The bundle's adapter folders in stack order, once adapters.json names these base weights."""
+    spec = json.loads((Path(bundle) / file_name("serving_bundle", "adapters")).read_text(encoding="utf-8"))
+    trained_on = spec["base_model"]["weights_sha256"]
+    if trained_on != base_weights_sha256:
+        raise ValueError(f"{bundle}: its adapters were trained on base weights {trained_on[:16]}, not "
+                         f"{base_weights_sha256[:16]}")
+    return [Path(bundle) / a for a in spec["stack"]]
+
+
 def adapter_model(bundle: Path, base_dir: Path):
     """Base (verified by sha256 against adapters.json) with the bundle's adapter stack applied."""
     from ftassets.lib.core.models import adapter_model, weights_sha256
 
-    spec = json.loads((Path(bundle) / file_name("serving_bundle", "adapters")).read_text())
-    found = weights_sha256(Path(base_dir))
-    if found != spec["base_model"]["weights_sha256"]:
-        raise ValueError(f"{base_dir}: base weights sha256 {found[:16]} is not the bundle's "
-                         f"{spec['base_model']['weights_sha256'][:16]}")
-    return adapter_model(str(base_dir), [str(Path(bundle) / a) for a in spec["stack"]])
+    stack = adapter_stack(bundle, weights_sha256(Path(base_dir)))
+    return adapter_model(str(base_dir), [str(a) for a in stack])
 
 
 def bundle_files(bundle: Path) -> dict[str, str]:
