@@ -99,6 +99,20 @@ def test_tech_words_and_greetings_without_a_name_are_kept(scrubber, text):
     assert out == text and not counts.get("PERSON"), out
 
 
+@pytest.mark.parametrize("text", [
+    "What is the average temperature in Los Angeles in September?",  # "Los" cut from a place
+    "Trends in Las Vegas tourism slowed last year.",
+    "Solar Energy is harnessed from the sun.",                         # a listed name, an English word
+    "The decision was met with anger from the town.",                  # irregular verb forms
+    "The sun rose and shone brightly over the hills.",
+    "Teenagers spend hours on social media every day.",                # an irregular plural
+    "The battle pitted an imperial French army against a coalition.",  # an adjective after lowercase
+])
+def test_places_and_words_in_edited_prose_are_no_person(scrubber, text):
+    """Each was a PERSON before the fix the Alpaca review found (issue 21): prose is not chat."""
+    assert [text[a:b] for a, b, entity in scrubber.find([text])[0] if entity == "PERSON"] == []
+
+
 def test_residual_counts_find_what_scrubbing_left_and_never_what_it_replaced(scrubber):
     scrubbed, _ = scrubber.scrub("reach john.doe [at] example [dot] com or 415-555-0134")
     assert scrubber.residual([scrubbed]) == {}
@@ -113,7 +127,7 @@ def _measure(scrubber, items, labels):
 
 
 def test_person_recall_on_real_text_wnut17_dev(scrubber, shared_data):
-    """WNUT17 dev (tweets, comments): the issue's target, PERSON recall 0.80 (0.587 before, 0.804 now).
+    """WNUT17 dev (tweets, comments): the issue's target, PERSON recall 0.80 (0.587 before, 0.802 now).
     The chain is deterministic (pinned model and lists), so the target itself is asserted."""
     items = pii_quality.read_conll(shared_data / "pii/wnut17/emerging.dev.conll")
     report = _measure(scrubber, items, pii_quality.WNUT_LABELS)["person"]

@@ -26,7 +26,13 @@ gender agreement keep most of the rest out. Further rules for chat text:
 - after a title ("Dr. Cox", "Mrs Okafor") a capitalized word is a name;
 - a listed first name that is also a word counts when capitalized right after a lowercase word
   ("a lot Tanner and"): no sentence start explains the capital;
-- a capitalized run that is no name is cut to its longest leading part that is ("Emily I" -> "Emily").
+- a capitalized run that is no name is cut to its longest leading part that is ("Emily I" -> "Emily"),
+  only where that part holds a word that is no English word and only English words are cut off.
+
+Edited prose is not chat: the spaCy lemmatizer's irregular forms count as English words ("met",
+"shone", "media"), and a word taken from inside a longer capitalized run ("Los" or "Angeles" of "Los
+Angeles", "Microsoft" of "Microsoft Bot Framework") is dropped when the NER labels it a place,
+organisation, nationality, work or date.
 
 Recall, precision and throughput on WNUT17 and synth_dataset_v2, and what each rule moved, are in
 docs/measured.md (`benchmarks/pii_recall.py` re-measures them). On by default (scrub config
@@ -55,6 +61,7 @@ PROPER_NOUN_TAGS = ("NNP", "NNPS")  # the tagger's proper nouns (spaCy's PROPN)
 NOT_NAMES = frozenset(
     "Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April May June July "
     "August September October November December".split())
+NOT_PERSON_ENTITIES = frozenset("GPE LOC ORG FAC NORP PRODUCT EVENT WORK_OF_ART LAW LANGUAGE DATE".split())
 # A word: letters with inner apostrophes or hyphens ("O'Neil", "Jean-Luc"); or a one-letter initial.
 WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*|(?<!\w)[A-Z]\.?(?=\s)")
 
@@ -143,6 +150,11 @@ def common_words(nlp) -> frozenset:
             index = lookups.get_table("lemma_index")
             for key in index.keys():
                 words.update(index[key])
+        # Irregular forms the index lists only as their base ("met", "shone", "drew").
+        if lookups.has_table("lemma_exc"):
+            exceptions = lookups.get_table("lemma_exc")
+            for key in exceptions.keys():
+                words.update(exceptions[key])
     return CommonWords(w.lower() for w in words)
 
 
@@ -207,29 +219,42 @@ def _folded_names(text, words, first_names, last_names, common) -> list[tuple[in
 
 
 def _titled_names(text, words, doc, first_names, last_names, common) -> list[tuple[int, int, float]]:
-    found, i = [], 0
+    found, i, inside = [], 0, False
     while i < len(words):
         if not _titled(words[i][0]):
-            i += 1
+            i, inside = i + 1, False
             continue
         j = i
         while (j + 1 < len(words) and j - i + 1 < MAX_RUN and _titled(words[j + 1][0])
                and set(text[words[j][2]:words[j + 1][1]]) <= {" "}):
             j += 1
-        # The longest run from word i that reads as a name: "Emily I" is no name, "Emily" is.
+        # The longest run from word i that reads as a name: "Emily I" is no name, "Emily" is. A run is
+        # cut only where a listed name that is no English word is left and the dropped words are English
+        # ("Los Angeles", "Solar Energy", "Lord Ganesha" stay whole).
         for k in range(j, i - 1, -1):
             run = [w for w, _, _ in words[i:k + 1]]
             start, end = words[i][1], words[k][2]
-            score = _score(run, first_names, last_names, doc, start, end, common) or _unknown_proper(run, doc, start, end, common)
+            if k < j and not _cut_ok(run, [w for w, _, _ in words[k + 1:j + 1]], common):
+                continue
+            score = _score(run, first_names, last_names, doc, start, end, common, inside) or (
+                _unknown_proper(run, doc, start, end, common, veto=k < j))
             if score:
                 found.append((start, end, score))
                 break
-        # A run that is no name may hold one after its first word ("Thanks Emily"): scan again from there.
-        i = k + 1 if score else i + 1
+        # A run that is no name may hold one after its first word ("Thanks Emily"): scan again from there,
+        # where the tagger's proper-noun tag is weaker evidence (it tags every word of "Los Angeles" so)
+        # and the NER's place or organisation label vetoes it.
+        i, inside = (k + 1, False) if score else (i + 1, j > i)
     return found
 
 
-def _score(run: list[str], first_names, last_names, doc, start: int, end: int, common: frozenset) -> float:
+def _cut_ok(kept: list[str], dropped: list[str], common: frozenset) -> bool:
+    return (bool(common) and any(w.lower() not in common for w in kept)
+            and all(w.lower() in common for w in dropped))
+
+
+def _score(run: list[str], first_names, last_names, doc, start: int, end: int, common: frozenset,
+           inside: bool = False) -> float:
     first, last = run[0].rstrip("."), run[-1]
     if len(last) < 2 or any(w in NOT_NAMES for w in run):
         return 0.0
@@ -241,17 +266,20 @@ def _score(run: list[str], first_names, last_names, doc, start: int, end: int, c
             return 0.0
         if common and first.lower() not in common:  # not a word: the tag is not needed ("Emily" first in a line)
             return SINGLE_NAME_SCORE
-        if all(token.tag_ in PROPER_NOUN_TAGS for token in span):
+        if all(token.tag_ in PROPER_NOUN_TAGS for token in span) and not (
+                inside and any(t.ent_type_ in NOT_PERSON_ENTITIES for t in span)):
             return SINGLE_NAME_SCORE
         # A first name that is also a word, capitalized after a lowercase word: no sentence start
         # explains the capital ("a lot Tanner and", "mean to Grace").
         before = doc[span.start - 1] if span.start else None
-        if first in first_names and before is not None and before.text.isalpha() and before.text.islower():
+        # A noun only: an adjective there is a nationality or a title's word ("imperial French army").
+        if (first in first_names and before is not None and before.text.isalpha() and before.text.islower()
+                and span[0].tag_.startswith("NN")):
             return SINGLE_NAME_SCORE
     return 0.0
 
 
-def _unknown_proper(run: list[str], doc, start: int, end: int, common: frozenset) -> float:
+def _unknown_proper(run: list[str], doc, start: int, end: int, common: frozenset, veto: bool = False) -> float:
     """A capitalized run that is in no name list but reads as a name: every word a proper noun to the
     tagger and none an English word ("Kimmel", "Nightwing", "LeBron"), and not followed by a number
     (a product and its version: "Postgres 16", "Windows 11"). The NER's own label is no veto: it
@@ -261,6 +289,10 @@ def _unknown_proper(run: list[str], doc, start: int, end: int, common: frozenset
         return 0.0
     span = doc.char_span(start, end, alignment_mode="expand")
     if span is None or any(t.tag_ not in PROPER_NOUN_TAGS for t in span):
+        return 0.0
+    # Cut from a longer run ("Los Angeles", "Microsoft Bot Framework"), the NER's place or organisation
+    # label vetoes it: there it is right far more often than on a whole run.
+    if veto and any(t.ent_type_ in NOT_PERSON_ENTITIES for t in span):
         return 0.0
     if span.end < len(doc) and doc[span.end].like_num:
         return 0.0
